@@ -1,0 +1,1 @@
+"""Descriptors: cutoff functions, symmetry-function types, their kernels and scaling."""

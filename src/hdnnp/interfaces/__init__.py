@@ -1,0 +1,1 @@
+"""Interfaces: ASE calculator, n2p2/LAMMPS export, command line."""

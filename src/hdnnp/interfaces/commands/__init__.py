@@ -1,0 +1,1 @@
+"""Subcommands of the hdnnp CLI (thin wrappers over library functions)."""

@@ -1,0 +1,144 @@
+"""n2p2 ``input.nn`` settings reader and writer (SPEC §2).
+
+Text after ``#`` or ``!`` is dropped; the first word is the key; keys may repeat;
+``symfunction`` is an alias of ``symfunction_short``. The reader keeps every line
+(with its line number) so that errors can name ``file:line``, and so that a
+potential can be written back with the user's own lines intact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hdnnp.errors import ReadError
+
+ALIASES = {"symfunction": "symfunction_short"}
+
+
+@dataclass
+class SettingsLine:
+    key: str
+    values: list[str]
+    lineno: int
+    raw: str
+
+
+@dataclass
+class Settings:
+    """All keyword lines of an ``input.nn`` file, in order."""
+
+    path: str = "<input.nn>"
+    lines: list[SettingsLine] = field(default_factory=list)
+
+    # -------------------------------------------------------------- reading
+    @classmethod
+    def read(cls, path: str | Path) -> "Settings":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ReadError(path, None, f"cannot open: {exc.strerror}") from None
+        return cls.parse(text, str(path))
+
+    @classmethod
+    def parse(cls, text: str, path: str = "<input.nn>") -> "Settings":
+        s = cls(path=path)
+        for lineno, raw in enumerate(text.splitlines(), start=1):
+            content = raw
+            for c in "#!":
+                cut = content.find(c)
+                if cut >= 0:
+                    content = content[:cut]
+            words = content.split()
+            if not words:
+                continue
+            key = ALIASES.get(words[0], words[0])
+            s.lines.append(SettingsLine(key, words[1:], lineno, raw.rstrip("\n")))
+        return s
+
+    # -------------------------------------------------------------- queries
+    def __contains__(self, key: str) -> bool:
+        return any(line.key == key for line in self.lines)
+
+    def all(self, key: str) -> list[SettingsLine]:
+        return [line for line in self.lines if line.key == key]
+
+    def line(self, key: str) -> SettingsLine | None:
+        """The last line with this key (n2p2 warns on duplicates and keeps one)."""
+        found = self.all(key)
+        return found[-1] if found else None
+
+    def require(self, key: str) -> SettingsLine:
+        line = self.line(key)
+        if line is None:
+            raise ReadError(self.path, None, f"required keyword {key!r} is missing")
+        return line
+
+    def error(self, line: SettingsLine | None, message: str) -> ReadError:
+        return ReadError(self.path, None if line is None else line.lineno, message)
+
+    def get_str(self, key: str, default: str | None = None) -> str | None:
+        line = self.line(key)
+        if line is None:
+            return default
+        if not line.values:
+            raise self.error(line, f"keyword {key!r} needs a value")
+        return line.values[0]
+
+    def get_float(self, key: str, default: float | None = None) -> float | None:
+        line = self.line(key)
+        if line is None:
+            return default
+        if not line.values:
+            raise self.error(line, f"keyword {key!r} needs a number")
+        try:
+            return float(line.values[0])
+        except ValueError:
+            raise self.error(line, f"keyword {key!r}: expected a number, found {line.values[0]!r}") from None
+
+    def get_int(self, key: str, default: int | None = None) -> int | None:
+        line = self.line(key)
+        if line is None:
+            return default
+        if not line.values:
+            raise self.error(line, f"keyword {key!r} needs an integer")
+        try:
+            return int(line.values[0])
+        except ValueError:
+            raise self.error(line, f"keyword {key!r}: expected an integer, found {line.values[0]!r}") from None
+
+    def get_bool(self, key: str) -> bool:
+        """Flag keywords: present means true (a value 0/false turns it off)."""
+        line = self.line(key)
+        if line is None:
+            return False
+        if line.values and line.values[0].lower() in ("0", "false", "no", "off"):
+            return False
+        return True
+
+    # -------------------------------------------------------------- editing
+    def set(self, key: str, *values, comment: str = "") -> None:
+        """Replace all lines of ``key`` by one line (appended at the first one's place)."""
+        vals = [str(v) for v in values]
+        raw = (f"{key:<31s} " + " ".join(vals)).rstrip()
+        if comment:
+            raw = f"{raw:<46s} # {comment}"
+        new = SettingsLine(key, vals, 0, raw)
+        idx = next((i for i, line in enumerate(self.lines) if line.key == key), None)
+        self.lines = [line for line in self.lines if line.key != key]
+        if idx is None:
+            self.lines.append(new)
+        else:
+            self.lines.insert(min(idx, len(self.lines)), new)
+
+    def remove(self, key: str) -> None:
+        self.lines = [line for line in self.lines if line.key != key]
+
+    def to_text(self, header: str = "") -> str:
+        out = [header.rstrip("\n")] if header else []
+        out += [line.raw for line in self.lines]
+        return "\n".join(out) + "\n"
+
+    def write(self, path: str | Path, header: str = "") -> None:
+        Path(path).write_text(self.to_text(header), encoding="utf-8")

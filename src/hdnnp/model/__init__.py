@@ -1,0 +1,1 @@
+"""Model: activations, per-element networks, symmetry-function scaling, the potential."""

@@ -1,0 +1,322 @@
+"""The potential: symmetry functions -> scaled inputs -> per-element networks -> E, F, stress.
+
+Units are the potential's own (those of its input.nn / training data; n2p2 files carry
+none). Normalisation (SPEC §2) applies only when all of ``mean_energy``, ``conv_energy``
+and ``conv_length`` are present. Symmetry-function values are invariant under n2p2's
+length normalisation (eta / c^2, r * c), so they are computed in physical units;
+energies are converted as E = sum_i E_i / conv_energy + N mean_energy + offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase.data import atomic_numbers
+from torch import nn
+
+from hdnnp.descriptors.sf_set import SymmetryFunctionSet
+from hdnnp.errors import ReadError
+from hdnnp.io.input_nn import Settings
+from hdnnp.io.scaling_data import ScalingStats, read_scaling_data, write_scaling_data
+from hdnnp.io.weights_data import read_weights, write_weights
+from hdnnp.model.activations import ACTIVATIONS
+from hdnnp.model.network import ElementNetwork
+from hdnnp.model.scaling import ElementScaling, element_scaling, scaling_mode
+from hdnnp.structure import Structure
+
+log = logging.getLogger("hdnnp")
+
+#: hdnnp-only input.nn keywords declaring the units of a potential (n2p2 files have none)
+UNIT_KEYWORDS = ("hdnnp_length_unit", "hdnnp_energy_unit")
+
+
+@dataclass
+class Prediction:
+    """Result for one structure, in the potential's units.
+
+    energy : total energy; forces : (n_atoms, 3); atomic_energies : (n_atoms,) network
+    outputs in physical units without mean energy or offsets (n2p2 ``nnatoms.out``);
+    stress : (3, 3) (1/V) dE/d(strain) for periodic structures, else None;
+    virial : (3, 3) -sum_p r_p (x) dE/dr_p; n_extrapolations : SF values outside the
+    scaling range.
+    """
+
+    energy: float
+    forces: np.ndarray
+    atomic_energies: np.ndarray
+    stress: np.ndarray | None = None
+    virial: np.ndarray | None = None
+    n_extrapolations: int = 0
+    extrapolations: list = field(default_factory=list)
+
+
+@dataclass
+class Normalization:
+    mean_energy: float
+    conv_energy: float
+    conv_length: float
+
+
+class Potential(nn.Module):
+    """A high-dimensional neural network potential (n2p2 short-range HDNNP)."""
+
+    def __init__(self, settings: Settings, sf_set: SymmetryFunctionSet, networks: dict[str, ElementNetwork],
+                 scaling_stats: list[ScalingStats] | None, device: str = "cpu",
+                 dtype: torch.dtype = torch.float64):
+        super().__init__()
+        self.settings = settings
+        self.sf_set = sf_set
+        self.elements = sf_set.elements
+        self.networks = nn.ModuleDict({e: networks[e] for e in self.elements})
+        self.device_name = device
+        self.dtype = dtype
+        mean = settings.get_float("mean_energy")
+        ce = settings.get_float("conv_energy")
+        cl = settings.get_float("conv_length")
+        self.normalization = Normalization(mean, ce, cl) if None not in (mean, ce, cl) else None
+        self.offsets = {e: 0.0 for e in self.elements}
+        for line in settings.all("atom_energy"):
+            if len(line.values) < 2 or line.values[0] not in self.offsets:
+                raise settings.error(line, "expected 'atom_energy <element of this potential> <energy>'")
+            try:
+                self.offsets[line.values[0]] = float(line.values[1])
+            except ValueError:
+                raise settings.error(line, f"atom_energy: expected a number, found {line.values[1]!r}") from None
+        self.length_unit = settings.get_str("hdnnp_length_unit")
+        self.energy_unit = settings.get_str("hdnnp_energy_unit")
+        self.scaling_stats = scaling_stats
+        self.set_scaling(scaling_stats)
+        self.to(device)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_n2p2(cls, directory: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float64,
+                  settings_file: str = "input.nn") -> "Potential":
+        """Load ``input.nn``, ``scaling.data`` and ``weights.%03d.data`` from a directory."""
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise ReadError(directory, None, "potential directory not found")
+        settings = Settings.read(directory / settings_file)
+        pot = cls.from_settings(settings, device=device, dtype=dtype, scaling_path=directory / "scaling.data")
+        for e in pot.elements:
+            z = atomic_numbers[e]
+            net = pot.networks[e]
+            net.set_weights(read_weights(directory / f"weights.{z:03d}.data", net.layer_sizes))
+        pot.directory = directory
+        return pot
+
+    @classmethod
+    def from_settings(cls, settings: Settings, device: str = "cpu", dtype: torch.dtype = torch.float64,
+                      scaling_path: str | Path | None = None, scaling_stats: list[ScalingStats] | None = None,
+                      seed: int | None = None) -> "Potential":
+        """Architecture from ``input.nn``; weights random (torch init) until loaded or trained."""
+        path = settings.path
+        n_el = settings.get_int("number_of_elements")
+        el_line = settings.require("elements")
+        elements = list(el_line.values)
+        for e in elements:
+            if e not in atomic_numbers or e == "X":
+                raise settings.error(el_line, f"unknown element symbol {e!r}")
+        if n_el is not None and n_el != len(elements):
+            raise settings.error(settings.line("number_of_elements"),
+                                 f"number_of_elements is {n_el} but 'elements' lists {len(elements)}")
+        ct_line = settings.require("cutoff_type")
+        try:
+            ct = int(ct_line.values[0])
+            alpha = float(ct_line.values[1]) if len(ct_line.values) > 1 else 0.0
+        except (ValueError, IndexError):
+            raise settings.error(ct_line, "expected 'cutoff_type <0-8> [alpha]'") from None
+        if ct not in range(9) or not 0.0 <= alpha < 1.0:
+            raise settings.error(ct_line, f"cutoff_type must be 0-8 with 0 <= alpha < 1, found {ct} {alpha}")
+        sf_set = SymmetryFunctionSet.from_lines(elements, settings.all("symfunction_short"), ct, alpha, path)
+        n_hidden = settings.get_int("global_hidden_layers_short")
+        nodes_line = settings.require("global_nodes_short")
+        act_line = settings.require("global_activation_short")
+        try:
+            nodes = [int(v) for v in nodes_line.values]
+        except ValueError:
+            raise settings.error(nodes_line, "global_nodes_short: expected integers") from None
+        if n_hidden is None or len(nodes) != n_hidden:
+            raise settings.error(nodes_line, f"global_nodes_short lists {len(nodes)} layers; "
+                                             f"global_hidden_layers_short is {n_hidden}")
+        acts = list(act_line.values)
+        if len(acts) != n_hidden + 1:
+            raise settings.error(act_line, f"global_activation_short needs {n_hidden + 1} letters "
+                                           f"(hidden layers + output), found {len(acts)}")
+        for a in acts:
+            if a not in ACTIVATIONS:
+                raise settings.error(act_line, f"unknown activation {a!r}; expected one of {' '.join(ACTIVATIONS)}")
+        normalize = settings.get_bool("normalize_nodes")
+        if seed is not None:
+            torch.manual_seed(seed)
+        networks = {
+            e: ElementNetwork([sf_set.n_sf[e], *nodes, 1], acts, normalize, dtype=dtype) for e in sf_set.elements
+        }
+        if scaling_stats is None and scaling_path is not None:
+            scaling_stats = read_scaling_data(scaling_path, [sf_set.n_sf[e] for e in sf_set.elements])
+            scaling_path = str(scaling_path)
+        pot = cls(settings, sf_set, networks, None, device=device, dtype=dtype)
+        pot._scaling_path = str(scaling_path) if scaling_path else "scaling.data"
+        pot.set_scaling(scaling_stats)
+        return pot
+
+    # ------------------------------------------------------------------ scaling
+    @property
+    def scaling_mode(self) -> str:
+        s = self.settings
+        return scaling_mode(s.get_bool("scale_symmetry_functions"), s.get_bool("center_symmetry_functions"),
+                            s.get_bool("scale_symmetry_functions_sigma"))
+
+    def set_scaling(self, stats: list[ScalingStats] | None) -> None:
+        """Install symmetry-function statistics (None: identity until statistics exist)."""
+        self.scaling_stats = stats
+        smin = self.settings.get_float("scale_min_short", 0.0)
+        smax = self.settings.get_float("scale_max_short", 1.0)
+        self.scalings: dict[str, ElementScaling] = {}
+        dev = getattr(self, "device_name", "cpu")
+        for k, e in enumerate(self.elements):
+            n = self.sf_set.n_sf[e]
+            if stats is None:
+                sc = ElementScaling(0.0, np.ones(n), np.zeros(n))
+            else:
+                sc = element_scaling(stats[k], self.scaling_mode, smin, smax,
+                                     getattr(self, "_scaling_path", "scaling.data"), e)
+            self.scalings[e] = sc
+        # torch copies for the network input, (n_sf,) per element
+        self._scale_t = {
+            e: (torch.tensor(sc.s_min, dtype=self.dtype, device=dev),
+                torch.as_tensor(sc.factor, dtype=self.dtype, device=dev),
+                torch.as_tensor(sc.shift, dtype=self.dtype, device=dev))
+            for e, sc in self.scalings.items()
+        }
+
+    @property
+    def conv_energy(self) -> float:
+        return self.normalization.conv_energy if self.normalization else 1.0
+
+    def energy_shift(self, structure: Structure) -> float:
+        """N * mean_energy + sum of atom_energy offsets (added to the network sum)."""
+        mean = self.normalization.mean_energy if self.normalization else 0.0
+        return sum(mean + self.offsets[e] for e in structure.elements)
+
+    # ---------------------------------------------------------------- networks
+    def atomic_energies_from_G(self, G: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Network outputs in physical energy units (no mean, no offsets).
+
+        G : (n_atoms, max_sf) raw SFs on the potential's device; species : (n_atoms,) element index.
+        """
+        out = torch.zeros(G.shape[0], dtype=self.dtype, device=G.device)
+        for k, e in enumerate(self.elements):
+            idx = torch.nonzero(species == k).flatten()
+            if len(idx) == 0:
+                continue
+            n = self.sf_set.n_sf[e]
+            smin, factor, shift = self._scale_t[e]
+            x = smin + factor * (G[idx, :n] - shift)
+            out = out.index_put((idx,), self.networks[e](x))
+        return out / self.conv_energy
+
+    # -------------------------------------------------------------- prediction
+    def check_extrapolation(self, G: np.ndarray, species: np.ndarray, structure_index: int = 0,
+                            max_messages: int = 10) -> list[tuple]:
+        """SF values outside [Gmin, Gmax] of scaling.data, as n2p2 warns about them."""
+        if self.scaling_stats is None:
+            return []
+        found = []
+        for k, e in enumerate(self.elements):
+            st = self.scaling_stats[k]
+            idx = np.flatnonzero(species == k)
+            g = G[idx, : len(st.g_min)]
+            # a tolerance of a few ulps of the range: n2p2 computes the same values in its
+            # normalised units, so values at the very edge of the range differ by rounding only
+            tol = 1e-12 * (np.abs(st.g_max) + np.abs(st.g_min))
+            bad = np.argwhere((g < st.g_min - tol) | (g > st.g_max + tol))
+            for a, s in bad:
+                found.append((structure_index, int(idx[a]), e, int(s), float(g[a, s]),
+                              float(st.g_min[s]), float(st.g_max[s])))
+        for f in found[:max_messages]:
+            log.warning("### NNP EXTRAPOLATION WARNING ### STRUCTURE: %6d ATOM: %9d ELEMENT: %2s SYMFUNC: %4d "
+                        "VALUE: %10.3E MIN: %10.3E MAX: %10.3E", f[0] + 1, f[1] + 1, f[2], f[3] + 1, f[4], f[5], f[6])
+        if len(found) > max_messages:
+            log.warning("... %d more extrapolation warnings in structure %d", len(found) - max_messages,
+                        structure_index + 1)
+        return found
+
+    def compute(self, structure: Structure, forces: bool = True, stress: bool = True,
+                structure_index: int = 0, derivative_mode: str = "recompute") -> Prediction:
+        """Energy, forces (and stress for periodic cells) of one structure.
+
+        derivative_mode : "recompute" (second kernel pass contracting dE/dG, memory O(pairs))
+        or "store" (keep dG/dr per pair and SF, memory O(pairs x SFs)).
+        """
+        sfs = self.sf_set
+        species = sfs.species_of(structure)
+        nl = sfs.neighbors(structure)
+        store = forces and derivative_mode == "store"
+        desc = sfs.compute(structure, derivatives=store, nl=nl)
+        extrap = self.check_extrapolation(desc.G, species, structure_index)
+        dev = self.device_name
+        G_t = torch.as_tensor(desc.G, device=dev).to(self.dtype).requires_grad_(forces)
+        sp_t = torch.as_tensor(species, device=dev)
+        e_atoms = self.atomic_energies_from_G(G_t, sp_t)
+        energy = float(e_atoms.sum().item()) + self.energy_shift(structure)
+        result = Prediction(energy=energy, forces=np.zeros((len(structure), 3)),
+                            atomic_energies=e_atoms.detach().cpu().double().numpy(),
+                            n_extrapolations=len(extrap), extrapolations=extrap)
+        if not forces:
+            return result
+        (dEdG,) = torch.autograd.grad(e_atoms.sum(), G_t)
+        dEdG = dEdG.detach().cpu().double().numpy()
+        if store:
+            pg = np.einsum("ps,psc->pc", dEdG[nl.i], desc.D)
+        else:
+            pg = sfs.pair_gradients(structure, nl, species, dEdG)
+        from hdnnp.descriptors.kernels import forces_from_pair_gradients
+
+        F, W = forces_from_pair_gradients(len(structure), nl.i, nl.j, nl.vectors, pg)
+        result.forces = F
+        result.virial = W
+        if stress and structure.cell is not None:
+            result.stress = -W / abs(np.linalg.det(structure.cell))
+        return result
+
+    def predict(self, structures: list[Structure], forces: bool = True, stress: bool = True) -> list[Prediction]:
+        """``compute`` for each structure; logs a summary of extrapolation warnings."""
+        results = [self.compute(s, forces=forces, stress=stress, structure_index=k) for k, s in enumerate(structures)]
+        n_ex = sum(r.n_extrapolations for r in results)
+        if n_ex:
+            n_s = sum(1 for r in results if r.n_extrapolations)
+            log.warning("extrapolation: %d symmetry-function values outside the scaling range in %d of %d structures",
+                        n_ex, n_s, len(results))
+        return results
+
+    # -------------------------------------------------------------------- saving
+    def save(self, directory: str | Path, overwrite: bool = False) -> Path:
+        """Write an n2p2 potential directory (input.nn, scaling.data, weights.XXX.data).
+
+        Refuses to overwrite existing files unless ``overwrite`` (nothing a user wrote is lost).
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        targets = [directory / "input.nn", directory / "scaling.data"] + [
+            directory / f"weights.{atomic_numbers[e]:03d}.data" for e in self.elements
+        ]
+        if not overwrite:
+            existing = [str(t) for t in targets if t.exists()]
+            if existing:
+                raise FileExistsError(f"refusing to overwrite {', '.join(existing)} (use a new directory)")
+        src = getattr(self, "directory", None)
+        if src is not None and (Path(src) / "input.nn").resolve() != targets[0].resolve():
+            shutil.copyfile(Path(src) / "input.nn", targets[0])
+        else:
+            self.settings.write(targets[0])
+        if self.scaling_stats is not None:
+            write_scaling_data(targets[1], self.scaling_stats)
+        for e in self.elements:
+            write_weights(directory / f"weights.{atomic_numbers[e]:03d}.data", self.networks[e].get_weights())
+        return directory

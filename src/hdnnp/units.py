@@ -1,0 +1,52 @@
+"""The only place numeric unit constants live.
+
+Internal convention: energies and lengths stay in the units of the files they came
+from (n2p2 potentials carry no unit declaration). Where physical units are needed
+(MD, ASE), the potential's units are converted to eV and Å with the factors below.
+"""
+
+from __future__ import annotations
+
+from ase import units as _ase_units
+
+#: Bohr radius in Å (CODATA via ASE).
+BOHR_TO_ANGSTROM: float = _ase_units.Bohr
+#: Hartree in eV (CODATA via ASE).
+HARTREE_TO_EV: float = _ase_units.Hartree
+
+LENGTH_UNITS_IN_ANGSTROM: dict[str, float] = {
+    "angstrom": 1.0,
+    "ang": 1.0,
+    "a": 1.0,
+    "bohr": BOHR_TO_ANGSTROM,
+    "nm": 10.0,
+}
+ENERGY_UNITS_IN_EV: dict[str, float] = {
+    "ev": 1.0,
+    "hartree": HARTREE_TO_EV,
+    "ha": HARTREE_TO_EV,
+    "kcal/mol": _ase_units.kcal / _ase_units.mol,
+    "kj/mol": _ase_units.kJ / _ase_units.mol,
+    "rydberg": _ase_units.Rydberg,
+    "ry": _ase_units.Rydberg,
+}
+
+
+def length_factor(unit: str) -> float:
+    """Å per one `unit` of length (e.g. ``length_factor('bohr') == 0.529...``)."""
+    try:
+        return LENGTH_UNITS_IN_ANGSTROM[unit.lower()]
+    except KeyError:
+        raise ValueError(
+            f"unknown length unit {unit!r}; expected one of {sorted(LENGTH_UNITS_IN_ANGSTROM)}"
+        ) from None
+
+
+def energy_factor(unit: str) -> float:
+    """eV per one `unit` of energy (e.g. ``energy_factor('hartree') == 27.21...``)."""
+    try:
+        return ENERGY_UNITS_IN_EV[unit.lower()]
+    except KeyError:
+        raise ValueError(
+            f"unknown energy unit {unit!r}; expected one of {sorted(ENERGY_UNITS_IN_EV)}"
+        ) from None
