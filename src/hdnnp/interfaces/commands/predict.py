@@ -1,0 +1,94 @@
+"""``hdnnp predict POTENTIAL_DIR INPUT_DATA [-o OUTDIR]``: energies and forces like n2p2's nnp-predict."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+log = logging.getLogger("hdnnp")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("predict", help="energies, forces and per-atom energies of structures (like nnp-predict)",
+                       description=__doc__)
+    p.add_argument("potential", help="directory with input.nn, scaling.data, weights.XXX.data")
+    p.add_argument("data", help="structures: n2p2 input.data (or any file ASE reads, positions in the potential's length unit)")
+    p.add_argument("-o", "--output", default=".", help="output directory (default: current directory)")
+    p.add_argument("--device", default="cpu", help="torch device for the networks (cpu, cuda)")
+    p.add_argument("--float32", action="store_true", help="evaluate the networks in float32")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=run)
+
+
+def read_structures(path: str):
+    """n2p2 input.data by content, anything else through ASE (no unit conversion)."""
+    from hdnnp.errors import ReadError
+    from hdnnp.io.n2p2_data import read_input_data
+    from hdnnp.structure import Structure
+
+    p = Path(path)
+    if not p.exists():
+        raise ReadError(p, None, "file not found")
+    with open(p, encoding="utf-8", errors="replace") as fh:
+        head = [ln.split()[0] for ln in (fh.readline() for _ in range(20)) if ln.strip()]
+    if p.name.endswith(".data") or (head and head[0] == "begin"):
+        return read_input_data(p, wrap=False)
+    import ase.io
+
+    try:
+        frames = ase.io.read(str(p), index=":")
+    except Exception as exc:  # ASE raises many types for unreadable files
+        raise ReadError(p, None, f"ASE cannot read it: {exc}") from None
+    return [Structure.from_ase(a) for a in frames]
+
+
+def run(args) -> int:
+    import torch
+
+    from hdnnp.io.n2p2_output import write_predict_outputs
+    from hdnnp.model.potential import Potential
+
+    outdir = Path(args.output)
+    outdir.mkdir(parents=True, exist_ok=True)
+    targets = [outdir / n for n in ("energy.out", "nnforces.out", "nnatoms.out", "output.data", "predictions.extxyz")]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not args.overwrite:
+        from hdnnp.errors import HDNNPError
+
+        raise HDNNPError(f"refusing to overwrite {', '.join(existing)}; use --overwrite or another -o directory")
+    dtype = torch.float32 if args.float32 else torch.float64
+    log.info("*** SETUP: POTENTIAL ***  %s", args.potential)
+    pot = Potential.from_n2p2(args.potential, device=args.device, dtype=dtype)
+    log.info("elements %s, symmetry functions %s, cutoff %.6g", " ".join(pot.elements),
+             pot.sf_set.n_sf, pot.sf_set.cutoff)
+    structures = read_structures(args.data)
+    log.info("*** PREDICTION ***  %d structures, %d atoms", len(structures), sum(len(s) for s in structures))
+    t0 = time.perf_counter()
+    preds = pot.predict(structures)
+    dt = time.perf_counter() - t0
+    offsets = [sum(pot.offsets[e] for e in s.elements) for s in structures]
+    write_predict_outputs(outdir, structures, preds, offsets)
+    from hdnnp.io.n2p2_data import format_structure
+
+    with open(targets[3], "w", encoding="utf-8") as fh:
+        for s, p in zip(structures, preds):
+            fh.write(format_structure(s, energy=p.energy, forces=p.forces))
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frames = []
+    for s, p in zip(structures, preds):
+        atoms = s.to_ase()
+        atoms.calc = SinglePointCalculator(atoms, energy=p.energy, forces=p.forces,
+                                           **({"stress": p.stress} if p.stress is not None else {}))
+        atoms.arrays["atomic_energies"] = p.atomic_energies
+        frames.append(atoms)
+    ase.io.write(targets[4], frames, format="extxyz")
+    n_atoms = sum(len(s) for s in structures)
+    for c, (s, p) in enumerate(zip(structures, preds), start=1):
+        log.info("structure %4d: %6d atoms  E = %.10f  (%.10f per atom)", c, len(s), p.energy, p.energy / len(s))
+    log.info("%d structures in %.3f s (%.3f ms/atom); energies and forces in the potential's units",
+             len(structures), dt, 1e3 * dt / max(n_atoms, 1))
+    log.info("wrote %s", ", ".join(str(t) for t in targets))
+    return 0

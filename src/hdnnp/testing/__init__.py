@@ -1,0 +1,7 @@
+"""Reusable physics checks (finite differences, invariances) for tests and users."""
+
+from hdnnp.testing.physics import (  # noqa: F401
+    central_difference_forces,
+    fd_convergence,
+    random_rotation,
+)
