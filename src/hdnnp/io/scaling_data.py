@@ -77,7 +77,9 @@ def read_scaling_data(path: str | Path, n_sf: list[int]) -> list[ScalingStats]:
     out = []
     for e, (r, n) in enumerate(zip(rows, n_sf)):
         if len(r) != n:
-            raise ReadError(path, None, f"element index {e + 1} has {len(r)} rows; input.nn defines {n} symmetry functions")
+            last = lines[e][-1] if lines[e] else None
+            raise ReadError(path, last, f"element index {e + 1} has {len(r)} rows (last one here); "
+                                        f"input.nn defines {n} symmetry functions for it")
         a = np.array(r, dtype=np.float64)
         out.append(ScalingStats(a[:, 0], a[:, 1], a[:, 2], a[:, 3], np.array(lines[e])))
     return out
