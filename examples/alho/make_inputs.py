@@ -1,0 +1,40 @@
+"""Write the potential settings of the example from its data: ``input.nn`` (n2p2) and the
+prototype's ``control.in`` + ``<El>-SymFunc.smf``, with symmetry functions chosen by
+``hdnnp.descriptors.auto_params`` (cutoff 6 Å, tanh^3 cutoff, wide angular functions).
+
+    python make_inputs.py
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from hdnnp.descriptors.auto_params import (
+    choose_symmetry_functions,
+    write_input_nn,
+    write_prototype_inputs,
+)
+from hdnnp.io.n2p2_data import read_input_data
+
+HERE = Path(__file__).resolve().parent
+CUTOFF_A = 6.0
+
+if __name__ == "__main__":
+    data = read_input_data(HERE / "input.data")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sf = choose_symmetry_functions(data, CUTOFF_A, n_shifted=3, n_centred=2, zetas=(1.0, 4.0),
+                                       n_angular_eta=1, angular="wide")
+    for w in caught:
+        print("note:", w.message)
+    write_input_nn(HERE / "input.nn", sf, cutoff_type=2,
+                   title="HDNNP for an Al2(OH)6(H2O)4 cluster in 10 waters (example data set)",
+                   reference_method="GFN2-xTB (tblite)", epochs=20)
+    write_prototype_inputs(HERE, sf, atomic_data_path="input.data", cut_function_type=2,
+                           neurons_per_layer=(25, 25, 1), activation_function="hyperbolic_tangent",
+                           number_of_epochs=200, minibatch_size=32, validation_fraction=0.1,
+                           model_path="model", iterations=1000, timestep=0.5)
+    print("symmetry functions per element:", sf.count())
+    for pair, d in sorted(sf.stats.nn_distance.items()):
+        print(f"  nearest-neighbour distance {pair[0]}-{pair[1]}: {d:.3f} A")
