@@ -1,0 +1,151 @@
+"""The MD state and the velocity Verlet integrator (numpy, ASE units).
+
+Velocity Verlet exactly as in the prototype / thesis:
+
+    r(t+dt) = r(t) + v(t) dt + F(t)/(2m) dt^2
+    v(t+dt) = v(t) + (F(t) + F(t+dt))/(2m) dt
+
+with one force call per step. A thermostat (``hdnnp.dynamics.thermostats``) acts on the
+velocities for dt/2 before and after this step; a barostat scales positions and cell
+just before the force call.
+
+Units: positions Å, cell Å (vectors as rows), masses amu, velocities Å per ASE time unit
+(Å sqrt(amu/eV); ``ase.units.fs`` of it is 1 fs), forces eV/Å, time step in ASE time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from ase import units
+
+from hdnnp.dynamics.forcefield import ForceField, ForceResult
+from hdnnp.dynamics.thermostats import BerendsenBarostat, Thermostat
+from hdnnp.dynamics.velocities import degrees_of_freedom, kinetic_energy, temperature
+
+
+@dataclass
+class MDState:
+    """Everything that evolves in a run.
+
+    elements : list of n_atoms symbols. positions : (n_atoms, 3) Å. velocities : (n_atoms, 3)
+    Å / ASE time unit. masses : (n_atoms,) amu. cell : (3, 3) Å rows or None (no periodicity).
+    step : number of steps done. result : energy/forces/stress at ``positions`` (eV, eV/Å).
+    """
+
+    elements: list[str]
+    positions: np.ndarray
+    velocities: np.ndarray
+    masses: np.ndarray
+    cell: np.ndarray | None = None
+    step: int = 0
+    time_fs: float = 0.0
+    result: ForceResult | None = None
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.elements)
+
+    @property
+    def volume(self) -> float | None:
+        return None if self.cell is None else abs(float(np.linalg.det(self.cell)))
+
+    def kinetic_energy(self) -> float:
+        """eV."""
+        return kinetic_energy(self.masses, self.velocities)
+
+    def temperature(self, n_dof: int) -> float:
+        """K."""
+        return temperature(self.kinetic_energy(), n_dof)
+
+    def stress_with_kinetic(self) -> np.ndarray | None:
+        """(3, 3) eV/Å^3: potential stress minus the ideal-gas term sum m v (x) v / V (ASE sign)."""
+        if self.cell is None or self.result is None or self.result.stress is None:
+            return None
+        mv = self.masses[:, None] * self.velocities
+        return self.result.stress - (mv.T @ self.velocities) / self.volume
+
+    def pressure_GPa(self) -> float | None:
+        """-tr(stress)/3 including the kinetic term, GPa."""
+        s = self.stress_with_kinetic()
+        return None if s is None else float(-np.trace(s) / 3.0 / units.GPa)
+
+
+def wrap_positions(positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """Wrap into the cell (fractional coordinates in [0, 1)); atoms already inside are
+    left bit-for-bit unchanged (only whole lattice vectors are subtracted)."""
+    frac = np.linalg.solve(cell.T, positions.T).T
+    shift = np.floor(frac)
+    outside = np.any(shift != 0.0, axis=1)
+    if not outside.any():
+        return positions
+    out = positions.copy()
+    out[outside] -= shift[outside] @ cell
+    return out
+
+
+class VelocityVerlet:
+    """Velocity Verlet with optional thermostat (half steps around it) and barostat.
+
+    force_field : ``ForceField`` (e.g. ``HDNNPForceField``), in eV and Å.
+    timestep_fs : time step in fs. rng : generator for stochastic thermostats.
+    wrap : wrap positions into the cell after every step (periodic systems).
+    """
+
+    def __init__(self, force_field: ForceField, timestep_fs: float, thermostat: Thermostat | None = None,
+                 barostat: BerendsenBarostat | None = None, rng: np.random.Generator | None = None,
+                 wrap: bool = True):
+        if not timestep_fs > 0:
+            raise ValueError(f"timestep_fs must be > 0, got {timestep_fs}")
+        self.force_field = force_field
+        self.timestep_fs = float(timestep_fs)
+        self.dt = self.timestep_fs * units.fs
+        self.thermostat = thermostat or Thermostat()
+        self.barostat = barostat
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self.wrap = wrap
+        #: seconds spent inside force_field.compute
+        self.force_time = 0.0
+
+    def n_dof(self, state: MDState) -> int:
+        return degrees_of_freedom(state.n_atoms, self.thermostat.momentum_conserving)
+
+    def compute(self, state: MDState) -> ForceResult:
+        t0 = time.perf_counter()
+        res = self.force_field.compute(state.elements, state.positions, state.cell,
+                                       stress=state.cell is not None)
+        self.force_time += time.perf_counter() - t0
+        return res
+
+    def initialize(self, state: MDState) -> None:
+        """Compute forces at the starting positions (if not already known, e.g. from a restart)."""
+        if state.cell is not None and self.wrap:
+            state.positions = wrap_positions(state.positions, state.cell)
+        if state.result is None:
+            state.result = self.compute(state)
+
+    def step(self, state: MDState) -> None:
+        """Advance ``state`` by one time step."""
+        dt = self.dt
+        n_dof = self.n_dof(state)
+        m = state.masses[:, None]
+        v = self.thermostat.half_step(state.velocities, state.masses, dt, self.rng, n_dof)
+        a = state.result.forces / m
+        r = state.positions + v * dt + (0.5 * dt * dt) * a
+        cell = state.cell
+        if self.barostat is not None and cell is not None:
+            p_now = state.pressure_GPa()
+            mu = self.barostat.scale_factor(p_now, dt)
+            r = r * mu
+            cell = cell * mu
+        if cell is not None and self.wrap:
+            r = wrap_positions(r, cell)
+        state.positions = r
+        state.cell = cell
+        state.result = self.compute(state)
+        v = v + (0.5 * dt) * (a + state.result.forces / m)
+        state.velocities = self.thermostat.half_step(v, state.masses, dt, self.rng, n_dof)
+        state.step += 1
+        state.time_fs += self.timestep_fs

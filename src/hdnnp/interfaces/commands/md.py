@@ -1,0 +1,115 @@
+"""``hdnnp md``: molecular dynamics with an hdnnp/n2p2 potential (wraps ``hdnnp.dynamics.run_md``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from hdnnp.dynamics.thermostats import ENSEMBLES
+from hdnnp.errors import SettingsError
+
+log = logging.getLogger("hdnnp")
+
+DESCRIPTION = """\
+Velocity Verlet MD in ASE units (eV, Å, amu, fs). The potential's own units are converted
+at the force call: --length-unit/--energy-unit, else the potential's hdnnp_length_unit/
+hdnnp_energy_unit keywords, else Å/eV (plain n2p2 potentials; logged). STRUCTURE: an n2p2
+input.data (in the potential's units) or any file ase.io.read reads (in Å).
+Writes traj.data, trajectory.extxyz, thermo.log, thermo.png, restart.npz, md.json to -o."""
+
+
+def set_threads(n: int | None) -> None:
+    """torch and numba threads (None: leave the defaults)."""
+    if n is None:
+        return
+    if n < 1:
+        raise SettingsError(f"--threads must be >= 1, got {n}")
+    import numba
+    import torch
+
+    torch.set_num_threads(n)
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("md", help="molecular dynamics (NVE, Langevin, Bussi, Nose-Hoover, NPT Berendsen)",
+                              description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("potential_dir", metavar="POTENTIAL_DIR", help="n2p2-format potential directory")
+    p.add_argument("structure", metavar="STRUCTURE", nargs="?",
+                   help="starting structure (not needed with --restart)")
+    p.add_argument("--structure-index", type=int, default=0, help="which structure of the file (default 0)")
+    p.add_argument("--steps", type=int, required=True, help="number of time steps")
+    p.add_argument("--timestep-fs", type=float, required=True, help="time step in fs")
+    p.add_argument("--ensemble", choices=ENSEMBLES, default="nve", help="default nve")
+    p.add_argument("--temperature-K", type=float, default=None,
+                   help="Maxwell-Boltzmann initial temperature (zero momentum, scaled to exactly T) "
+                        "and thermostat target")
+    p.add_argument("--no-rescale", action="store_true",
+                   help="keep the drawn Maxwell-Boltzmann velocities unscaled (temperature scatters around T)")
+    p.add_argument("--friction-per-fs", type=float, default=0.01, help="Langevin friction (default 0.01 /fs)")
+    p.add_argument("--tau-fs", type=float, default=100.0,
+                   help="Bussi/Nose-Hoover/Berendsen relaxation time (default 100 fs)")
+    p.add_argument("--pressure-GPa", type=float, default=0.0, help="npt-berendsen target pressure (default 0)")
+    p.add_argument("--barostat-tau-fs", type=float, default=1000.0, help="npt-berendsen (default 1000 fs)")
+    p.add_argument("--compressibility-per-GPa", type=float, default=0.457,
+                   help="npt-berendsen compressibility (default 0.457/GPa, water)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (velocities, stochastic thermostats)")
+    p.add_argument("--length-unit", default=None, help="the potential's length unit (angstrom, bohr, nm)")
+    p.add_argument("--energy-unit", default=None, help="the potential's energy unit (ev, hartree, ...)")
+    p.add_argument("--max-extrapolation-warnings", type=int, default=None, metavar="N",
+                   help="stop when one step has more than N extrapolation warnings (LAMMPS maxew); default: never")
+    p.add_argument("--restart", default=None, metavar="FILE", help="continue from a restart.npz")
+    p.add_argument("--write-every", type=int, default=10, help="trajectory frame every K steps (default 10)")
+    p.add_argument("--thermo-every", type=int, default=1, help="thermo.log line every K steps (default 1)")
+    p.add_argument("--restart-every", type=int, default=0,
+                   help="write restart.npz every K steps (default 0: at the end only)")
+    p.add_argument("-o", "--outdir", default="md", help="output directory (default ./md)")
+    p.add_argument("--device", default="cpu", help="torch device for the networks (cpu, cuda)")
+    p.add_argument("--derivative-mode", choices=("auto", "store", "recompute"), default="auto",
+                   help="force the Potential's derivative mode (default auto: the Potential's default)")
+    p.add_argument("--threads", type=int, default=None, help="torch and numba threads")
+    p.add_argument("--no-wrap", action="store_true", help="do not wrap positions into the cell")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-plot", action="store_true", help="do not plot thermo.log")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from hdnnp.dynamics.forcefield import HDNNPForceField
+    from hdnnp.dynamics.run import MDSettings, check_elements, read_structure, run_md
+
+    set_threads(args.threads)
+    if args.structure is None and args.restart is None:
+        raise SettingsError("give a STRUCTURE file or --restart FILE")
+    ff = HDNNPForceField(args.potential_dir, length_unit=args.length_unit, energy_unit=args.energy_unit,
+                         device=args.device, derivative_mode=args.derivative_mode)
+    log.info("*** SETUP: POTENTIAL ***")
+    log.info("potential      : %s (elements %s, cutoff %.4f Å)", args.potential_dir,
+             " ".join(ff.potential.elements), ff.cutoff_angstrom)
+    log.info("units          : length %s, energy %s (%s)", ff.units.length_unit, ff.units.energy_unit,
+             ff.units.source)
+    atoms = None
+    if args.restart is None:
+        atoms = read_structure(args.structure, ff.units.length_factor, ff.units.energy_factor,
+                               index=args.structure_index)
+        check_elements(atoms.get_chemical_symbols(), ff.potential.elements, args.structure)
+    settings = MDSettings(
+        steps=args.steps, timestep_fs=args.timestep_fs, ensemble=args.ensemble, temperature_K=args.temperature_K,
+        friction_per_fs=args.friction_per_fs, tau_fs=args.tau_fs, pressure_GPa=args.pressure_GPa,
+        barostat_tau_fs=args.barostat_tau_fs, compressibility_per_GPa=args.compressibility_per_GPa,
+        seed=args.seed, rescale_initial_velocities=not args.no_rescale, write_every=args.write_every,
+        thermo_every=args.thermo_every, restart_every=args.restart_every,
+        max_extrapolation_warnings=args.max_extrapolation_warnings, wrap=not args.no_wrap,
+        progress=not args.no_progress, plot=not args.no_plot,
+    )
+    try:
+        result = run_md(ff, atoms, settings, args.outdir, restart=args.restart,
+                        provenance={"potential": str(args.potential_dir), "structure": args.structure,
+                                    "units": {"length": ff.units.length_unit, "energy": ff.units.energy_unit,
+                                              "source": ff.units.source},
+                                    "device": args.device})
+    except ValueError as exc:  # bad thermostat parameters and the like
+        raise SettingsError(str(exc)) from None
+    if result.stopped_reason:
+        raise SettingsError(f"MD stopped at {result.stopped_reason}; outputs and restart.npz are in {args.outdir}")
+    return 0
