@@ -1,0 +1,330 @@
+"""The resolved training configuration: n2p2 training keywords, ``hdnnp_*`` keywords, overrides.
+
+Precedence: command-line / keyword-argument overrides > ``hdnnp_*`` keywords in input.nn >
+n2p2 training keywords > defaults. Every n2p2 training keyword that hdnnp does not
+implement gets exactly one warning naming file:line and what happens instead.
+
+n2p2 keywords used
+------------------
+``epochs``, ``test_fraction``, ``random_seed``, ``use_short_forces``, ``force_weight``,
+``updater_type`` 0 (gradient descent; ``gradient_type`` 0 -> SGD with ``gradient_eta``,
+1 -> Adam with ``gradient_adam_eta/beta1/beta2/epsilon``), ``weights_min``/``weights_max``
+(uniform initial weights and biases, as n2p2), ``use_old_weights_short`` (start from
+``weights.XXX.data`` next to input.nn).
+
+``hdnnp_*`` keywords (hdnnp extensions; n2p2 warns about and ignores them)
+-----------------------------------------------------------------------------
+``hdnnp_optimizer`` adam|sgd|adagrad|rmsprop|lbfgs, ``hdnnp_learning_rate``, ``hdnnp_epsilon``,
+``hdnnp_batch_size`` (structures per step), ``hdnnp_lr_schedule`` none|plateau|exponential|
+inverse_time, ``hdnnp_lr_decay`` (exponential: factor per epoch; inverse_time: k in
+lr/(1 + k step)), ``hdnnp_plateau_factor``, ``hdnnp_plateau_patience``, ``hdnnp_min_lr``,
+``hdnnp_early_stopping`` (patience in epochs, 0 = off), ``hdnnp_clip_value``,
+``hdnnp_weight_init``/``hdnnp_bias_init`` (Keras names of the prototype), ``hdnnp_lbfgs_iterations``,
+``hdnnp_lbfgs_history``, ``hdnnp_cache_memory_gb``, ``hdnnp_cache_dtype`` float64|float32,
+``hdnnp_checkpoint_interval``, ``hdnnp_torch_threads`` (threads of torch's CPU ops, default 1:
+the per-atom networks are small and a second thread only adds synchronisation; 0 = torch's
+default; the numba kernels use all cores of the process either way).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+
+from hdnnp.errors import SettingsError
+from hdnnp.io.input_nn import Settings
+
+#: n2p2 keywords that define the potential (used by prediction; never warned about)
+MODEL_KEYWORDS = {
+    "number_of_elements", "elements", "atom_energy", "cutoff_type", "symfunction_short",
+    "scale_symmetry_functions", "scale_min_short", "scale_max_short", "center_symmetry_functions",
+    "scale_symmetry_functions_sigma", "global_hidden_layers_short", "global_nodes_short",
+    "global_activation_short", "normalize_nodes", "mean_energy", "conv_length", "conv_energy",
+    "nnp_type", "nn_type", "conv_charge",
+}
+#: n2p2 training keywords that hdnnp reads
+USED_TRAINING_KEYWORDS = {
+    "epochs", "test_fraction", "random_seed", "use_short_forces", "force_weight", "updater_type",
+    "gradient_type", "gradient_eta", "gradient_adam_eta", "gradient_adam_beta1", "gradient_adam_beta2",
+    "gradient_adam_epsilon", "weights_min", "weights_max", "use_old_weights_short",
+}
+#: n2p2 training keywords without an hdnnp equivalent: each gets one warning (reason given)
+UNSUPPORTED_TRAINING_KEYWORDS = {
+    "rmse_threshold": "no update-candidate selection (every structure enters every epoch)",
+    "rmse_threshold_energy": "no update-candidate selection",
+    "short_energy_error_threshold": "no update-candidate selection",
+    "rmse_threshold_force": "no update-candidate selection",
+    "short_force_error_threshold": "no update-candidate selection",
+    "rmse_threshold_charge": "charges are not trained",
+    "rmse_threshold_trials": "no update-candidate selection",
+    "rmse_threshold_trials_energy": "no update-candidate selection",
+    "rmse_threshold_trials_force": "no update-candidate selection",
+    "rmse_threshold_trials_charge": "charges are not trained",
+    "energy_fraction": "all energies enter every epoch",
+    "short_energy_fraction": "all energies enter every epoch",
+    "force_fraction": "all force components enter every epoch (weight them with force_weight)",
+    "short_force_fraction": "all force components enter every epoch (weight them with force_weight)",
+    "charge_fraction": "charges are not trained",
+    "nguyen_widrow_weights_short": "weights are drawn uniformly from [weights_min, weights_max]",
+    "precondition_weights": "no weight preconditioning",
+    "main_error_metric": "all metrics are written to learning-curve.out",
+    "write_trainpoints": "parity plots are written at the end instead",
+    "write_trainforces": "parity plots are written at the end instead",
+    "write_weights_epoch": "the best weights and a checkpoint per epoch are written instead",
+    "write_neuronstats": "no neuron statistics",
+    "write_trainlog": "no per-update training log",
+    "repeated_energy_update": "no repeated updates",
+    "parallel_mode": "data parallelism is torch.distributed (torchrun)",
+    "jacobian_mode": "gradients come from autograd",
+    "update_strategy": "one optimizer updates all elements",
+    "selection_mode": "no update-candidate selection",
+    "selection_mode_energy": "no update-candidate selection",
+    "selection_mode_force": "no update-candidate selection",
+    "selection_mode_charge": "charges are not trained",
+    "task_batch_size_energy": "minibatches are set by hdnnp_batch_size",
+    "task_batch_size_force": "minibatches are set by hdnnp_batch_size",
+    "kalman_type": "no Kalman filter",
+    "kalman_epsilon": "no Kalman filter",
+    "kalman_eta": "no Kalman filter",
+    "kalman_etatau": "no Kalman filter",
+    "kalman_etamax": "no Kalman filter",
+    "kalman_q0": "no Kalman filter",
+    "kalman_qtau": "no Kalman filter",
+    "kalman_qmin": "no Kalman filter",
+    "kalman_lambda_short": "no Kalman filter",
+    "kalman_nue_short": "no Kalman filter",
+    "memorize_symfunc_results": "symmetry functions are always cached (within hdnnp_cache_memory_gb)",
+}
+
+OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop", "lbfgs")
+SCHEDULES = ("none", "plateau", "exponential", "inverse_time")
+INITS = ("torch", "uniform", "random_uniform", "random_normal", "glorot_uniform", "glorot_normal",
+         "he_uniform", "he_normal", "lecun_uniform", "zeros", "ones")
+
+
+@dataclass
+class TrainingConfig:
+    """Everything that controls a training run (units: the data's, losses in normalised units)."""
+
+    epochs: int = 100
+    test_fraction: float = 0.1
+    seed: int = 1
+    use_forces: bool = True
+    force_weight: float = 1.0
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    epsilon: float = 1e-8
+    batch_size: int = 32
+    lr_schedule: str = "plateau"
+    lr_decay: float = 0.0
+    plateau_factor: float = 0.5
+    plateau_patience: int = 10
+    min_lr: float = 1e-7
+    early_stopping: int = 50
+    clip_value: float | None = None
+    weight_init: str = "torch"
+    bias_init: str = "torch"
+    weights_min: float = -1.0
+    weights_max: float = 1.0
+    lbfgs_iterations: int = 20
+    lbfgs_history: int = 50
+    cache_memory_gb: float | None = None
+    cache_dtype: str = "float64"
+    checkpoint_interval: int = 1
+    torch_threads: int = 1
+    use_old_weights: bool = False
+    device: str = "cpu"
+    dtype: str = "float64"
+    sources: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainingConfig":
+        d = dict(d)
+        if "betas" in d:
+            d["betas"] = tuple(d["betas"])
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def validate(self) -> None:
+        def bad(name, msg):
+            src = self.sources.get(name, name)
+            raise SettingsError(f"{src}: {msg}")
+
+        if self.epochs < 0:
+            bad("epochs", f"epochs must be >= 0, found {self.epochs}")
+        if not 0.0 <= self.test_fraction < 1.0:
+            bad("test_fraction", f"test_fraction must be in [0, 1), found {self.test_fraction}")
+        if self.optimizer not in OPTIMIZERS:
+            bad("optimizer", f"optimizer {self.optimizer!r} unknown; expected one of {', '.join(OPTIMIZERS)}")
+        if self.lr_schedule not in SCHEDULES:
+            bad("lr_schedule", f"lr schedule {self.lr_schedule!r} unknown; expected one of {', '.join(SCHEDULES)}")
+        if self.learning_rate <= 0.0:
+            bad("learning_rate", f"learning rate must be > 0, found {self.learning_rate}")
+        if self.batch_size < 1:
+            bad("batch_size", f"batch size must be >= 1, found {self.batch_size}")
+        if self.force_weight < 0.0:
+            bad("force_weight", f"force_weight must be >= 0, found {self.force_weight}")
+        if self.cache_dtype not in ("float64", "float32"):
+            bad("cache_dtype", f"cache dtype must be float64 or float32, found {self.cache_dtype!r}")
+        if self.dtype not in ("float64", "float32"):
+            bad("dtype", f"dtype must be float64 or float32, found {self.dtype!r}")
+        for name in ("weight_init", "bias_init"):
+            if getattr(self, name) not in INITS:
+                bad(name, f"{name} {getattr(self, name)!r} unknown; expected one of {', '.join(INITS)}")
+        if self.weights_min >= self.weights_max:
+            bad("weights_min", f"weights_min ({self.weights_min}) must be below weights_max ({self.weights_max})")
+
+
+def _where(settings: Settings, key: str) -> str:
+    line = settings.line(key)
+    return f"{settings.path}:{line.lineno}" if line is not None and line.lineno else f"{settings.path} ({key})"
+
+
+def config_from_settings(settings: Settings, overrides: dict | None = None, warn: bool = True) -> TrainingConfig:
+    """Resolve the training configuration from input.nn keywords and explicit overrides.
+
+    Warnings (``warnings.warn``, category ``UserWarning``) are issued once per unsupported
+    or unknown keyword.
+    """
+    cfg = TrainingConfig()
+    src = cfg.sources
+
+    def take(attr, key, conv):
+        if key in settings:
+            line = settings.line(key)
+            try:
+                value = conv(key)
+            except Exception as exc:  # noqa: BLE001 - re-raised with location
+                raise settings.error(line, f"{key}: {exc}") from None
+            setattr(cfg, attr, value)
+            src[attr] = f"{_where(settings, key)} {key}"
+
+    gi, gf, gs = settings.get_int, settings.get_float, settings.get_str
+    take("epochs", "epochs", gi)
+    take("test_fraction", "test_fraction", gf)
+    take("seed", "random_seed", gi)
+    cfg.use_forces = settings.get_bool("use_short_forces")
+    src["use_forces"] = f"{_where(settings, 'use_short_forces')} use_short_forces" if "use_short_forces" in settings \
+        else "use_short_forces absent"
+    take("force_weight", "force_weight", gf)
+    take("weights_min", "weights_min", gf)
+    take("weights_max", "weights_max", gf)
+    if "weights_min" in settings or "weights_max" in settings:
+        cfg.weight_init = cfg.bias_init = "uniform"
+    cfg.use_old_weights = settings.get_bool("use_old_weights_short")
+
+    updater = settings.get_int("updater_type")
+    if updater is not None:
+        if updater == 0:
+            gtype = settings.get_int("gradient_type", 0)
+            if gtype == 0:
+                cfg.optimizer = "sgd"
+                take("learning_rate", "gradient_eta", gf)
+            elif gtype == 1:
+                cfg.optimizer = "adam"
+                take("learning_rate", "gradient_adam_eta", gf)
+                b1 = settings.get_float("gradient_adam_beta1", 0.9)
+                b2 = settings.get_float("gradient_adam_beta2", 0.999)
+                cfg.betas = (b1, b2)
+                take("epsilon", "gradient_adam_epsilon", gf)
+            else:
+                raise settings.error(settings.line("gradient_type"), f"gradient_type must be 0 (fixed step) or 1 "
+                                                                     f"(Adam), found {gtype}")
+            src["optimizer"] = f"{_where(settings, 'updater_type')} updater_type 0"
+        elif updater == 1:
+            if warn:
+                warnings.warn(f"{_where(settings, 'updater_type')}: updater_type 1 (Kalman filter) is not supported "
+                              "by hdnnp train; using Adam (set hdnnp_optimizer to choose another optimizer)",
+                              stacklevel=2)
+            # n2p2's gradient_adam_* keywords still describe an Adam if given
+            if "gradient_adam_eta" in settings:
+                take("learning_rate", "gradient_adam_eta", gf)
+        else:
+            raise settings.error(settings.line("updater_type"), f"updater_type must be 0 (gradient descent) or 1 "
+                                                                f"(Kalman filter), found {updater}")
+
+    # hdnnp extensions
+    take("optimizer", "hdnnp_optimizer", lambda k: gs(k).lower())
+    take("learning_rate", "hdnnp_learning_rate", gf)
+    take("epsilon", "hdnnp_epsilon", gf)
+    take("batch_size", "hdnnp_batch_size", gi)
+    take("lr_schedule", "hdnnp_lr_schedule", lambda k: gs(k).lower())
+    take("lr_decay", "hdnnp_lr_decay", gf)
+    take("plateau_factor", "hdnnp_plateau_factor", gf)
+    take("plateau_patience", "hdnnp_plateau_patience", gi)
+    take("min_lr", "hdnnp_min_lr", gf)
+    take("early_stopping", "hdnnp_early_stopping", gi)
+    take("clip_value", "hdnnp_clip_value", gf)
+    take("weight_init", "hdnnp_weight_init", lambda k: gs(k).lower())
+    take("bias_init", "hdnnp_bias_init", lambda k: gs(k).lower())
+    take("lbfgs_iterations", "hdnnp_lbfgs_iterations", gi)
+    take("lbfgs_history", "hdnnp_lbfgs_history", gi)
+    take("cache_memory_gb", "hdnnp_cache_memory_gb", gf)
+    take("cache_dtype", "hdnnp_cache_dtype", lambda k: gs(k).lower())
+    take("checkpoint_interval", "hdnnp_checkpoint_interval", gi)
+    take("torch_threads", "hdnnp_torch_threads", gi)
+    if cfg.clip_value is not None and cfg.clip_value <= 0.0:
+        cfg.clip_value = None
+
+    if warn:
+        seen = set()
+        for line in settings.lines:
+            k = line.key
+            if k in seen or k in MODEL_KEYWORDS or k in USED_TRAINING_KEYWORDS or k.startswith("hdnnp_"):
+                continue
+            seen.add(k)
+            where = f"{settings.path}:{line.lineno}" if line.lineno else str(settings.path)
+            if k in UNSUPPORTED_TRAINING_KEYWORDS:
+                warnings.warn(f"{where}: training keyword '{k}' is not supported by hdnnp train and is ignored "
+                              f"({UNSUPPORTED_TRAINING_KEYWORDS[k]})", stacklevel=2)
+            else:
+                warnings.warn(f"{where}: unknown keyword '{k}' ignored", stacklevel=2)
+
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if not hasattr(cfg, key):
+            raise SettingsError(f"unknown training option {key!r}")
+        setattr(cfg, key, value)
+        src[key] = "command line / argument"
+    cfg.validate()
+    return cfg
+
+
+def config_to_keywords(cfg: TrainingConfig) -> list[tuple[str, list[str]]]:
+    """The input.nn lines that reproduce ``cfg`` (written into the run directory's input.nn)."""
+    kw = [
+        ("epochs", [str(cfg.epochs)]),
+        ("test_fraction", [repr(cfg.test_fraction)]),
+        ("random_seed", [str(cfg.seed)]),
+        ("force_weight", [repr(cfg.force_weight)]),
+        ("hdnnp_optimizer", [cfg.optimizer]),
+        ("hdnnp_learning_rate", [repr(cfg.learning_rate)]),
+        ("hdnnp_epsilon", [repr(cfg.epsilon)]),
+        ("hdnnp_batch_size", [str(cfg.batch_size)]),
+        ("hdnnp_lr_schedule", [cfg.lr_schedule]),
+        ("hdnnp_lr_decay", [repr(cfg.lr_decay)]),
+        ("hdnnp_plateau_factor", [repr(cfg.plateau_factor)]),
+        ("hdnnp_plateau_patience", [str(cfg.plateau_patience)]),
+        ("hdnnp_min_lr", [repr(cfg.min_lr)]),
+        ("hdnnp_early_stopping", [str(cfg.early_stopping)]),
+        ("hdnnp_weight_init", [cfg.weight_init]),
+        ("hdnnp_bias_init", [cfg.bias_init]),
+        ("hdnnp_lbfgs_iterations", [str(cfg.lbfgs_iterations)]),
+        ("hdnnp_lbfgs_history", [str(cfg.lbfgs_history)]),
+        ("hdnnp_cache_dtype", [cfg.cache_dtype]),
+        ("hdnnp_checkpoint_interval", [str(cfg.checkpoint_interval)]),
+        ("hdnnp_torch_threads", [str(cfg.torch_threads)]),
+    ]
+    if cfg.clip_value is not None:
+        kw.append(("hdnnp_clip_value", [repr(cfg.clip_value)]))
+    if cfg.cache_memory_gb is not None:
+        kw.append(("hdnnp_cache_memory_gb", [repr(cfg.cache_memory_gb)]))
+    return kw
