@@ -24,8 +24,8 @@ if __name__ == "__main__":
     data = read_input_data(HERE / "input.data")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sf = choose_symmetry_functions(data, CUTOFF_A, n_shifted=3, n_centred=2, zetas=(1.0, 4.0),
-                                       n_angular_eta=1, angular="wide")
+        sf = choose_symmetry_functions(data, CUTOFF_A, n_shifted=8, n_centred=2, zetas=(1.0, 4.0),
+                                       n_angular_eta=2, angular="wide")
     for w in caught:
         print("note:", w.message)
     write_input_nn(HERE / "input.nn", sf, cutoff_type=2,
