@@ -2,13 +2,15 @@
 
 Convention (vesin's): ``r_ij = r_j - r_i + S @ cell`` with cell vectors as rows.
 The list is full (both i->j and j->i), includes periodic images of i itself,
-and is sorted by the central atom i (CSR offsets in ``start``).
+and is grouped by the central atom i (CSR offsets in ``start``; the order of the pairs of
+one atom is unspecified).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from vesin import NeighborList as _VesinNeighborList
 
@@ -33,30 +35,55 @@ class NeighborList:
         return len(self.i)
 
 
+@numba.njit(cache=True)
+def _to_csr(n, pi, pj, S, D, d):
+    """Counting sort of the pairs by central atom (stable): int64 copies, CSR offsets, and the
+    index of the first pair at distance 0 (or -1)."""
+    m = pi.shape[0]
+    start = np.zeros(n + 1, dtype=np.int64)
+    for p in range(m):
+        start[pi[p] + 1] += 1
+    for a in range(n):
+        start[a + 1] += start[a]
+    fill = start[:n].copy()
+    i = np.empty(m, dtype=np.int64)
+    j = np.empty(m, dtype=np.int64)
+    shifts = np.empty((m, 3), dtype=np.int64)
+    vec = np.empty((m, 3))
+    dist = np.empty(m)
+    bad = -1
+    for p in range(m):
+        a = pi[p]
+        q = fill[a]
+        fill[a] += 1
+        i[q] = a
+        j[q] = pj[p]
+        for c in range(3):
+            shifts[q, c] = S[p, c]
+            vec[q, c] = D[p, c]
+        dist[q] = d[p]
+        if d[p] <= 0.0 and bad < 0:
+            bad = q
+    return i, j, shifts, vec, dist, start, bad
+
+
 def neighbor_list(positions: np.ndarray, cell: np.ndarray | None, cutoff: float) -> NeighborList:
     """Full neighbour list of all pairs with distance <= cutoff (any periodic image).
 
     positions : (n_atoms, 3) float64; cell : (3, 3) rows or None (non-periodic).
     Works for cells smaller than the cutoff (several image shells per axis).
+    Pairs are grouped by central atom (CSR ``start``); their order within an atom is vesin's.
     """
     positions = np.ascontiguousarray(positions, dtype=np.float64)
     n = len(positions)
     periodic = cell is not None
     box = np.ascontiguousarray(cell if periodic else np.zeros((3, 3)), dtype=np.float64)
-    calc = _VesinNeighborList(cutoff=float(cutoff), full_list=True, sorted=True)
-    i, j, S, D, d = calc.compute(points=positions, box=box, periodic=periodic, quantities="ijSDd", copy=True)
-    i = np.asarray(i, dtype=np.int64)
-    order = np.argsort(i, kind="stable")
-    i = i[order]
-    j = np.asarray(j, dtype=np.int64)[order]
-    S = np.asarray(S, dtype=np.int64)[order]
-    D = np.ascontiguousarray(np.asarray(D, dtype=np.float64)[order])
-    d = np.asarray(d, dtype=np.float64)[order]
-    keep = d > 0.0  # coinciding atoms have no defined direction; n2p2 would divide by zero
-    if not keep.all():
-        raise ValueError(
-            f"atoms {i[~keep][0]} and {j[~keep][0]} coincide (distance 0); check the structure"
-        )
-    start = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(i, minlength=n), out=start[1:])
+    calc = _VesinNeighborList(cutoff=float(cutoff), full_list=True, sorted=False)
+    pi, pj, S, D, d = calc.compute(points=positions, box=box, periodic=periodic, quantities="ijSDd", copy=False)
+    i, j, S, D, d, start, bad = _to_csr(
+        n, np.asarray(pi).astype(np.int64, copy=False), np.asarray(pj).astype(np.int64, copy=False),
+        np.asarray(S), np.asarray(D, dtype=np.float64), np.asarray(d, dtype=np.float64),
+    )
+    if bad >= 0:  # coinciding atoms have no defined direction; n2p2 would divide by zero
+        raise ValueError(f"atoms {i[bad]} and {j[bad]} coincide (distance 0); check the structure")
     return NeighborList(i=i, j=j, vectors=D, distances=d, shifts=S, start=start)

@@ -247,38 +247,85 @@ class Potential(nn.Module):
                         structure_index + 1)
         return found
 
+    #: largest dG/dr block (bytes) that derivative_mode="store" keeps at a time; bigger structures
+    #: are processed in chunks of atoms, so memory stays linear in the number of atoms
+    STORE_CHUNK_BYTES = 64 * 2**20
+
+    def _energies_and_gradients(self, G: np.ndarray, species: np.ndarray, grad: bool):
+        """Atomic energies (n,) and dE/dG (n, max_sf) (or None) from raw G, as float64 numpy.
+
+        The networks are small; torch runs them on one intra-op thread (two OpenMP pools,
+        numba's and torch's, spinning on the same cores cost ~100x more than the work itself).
+        """
+        dev = self.device_name
+        n_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            sp_t = torch.as_tensor(species, device=dev)
+            with torch.enable_grad() if grad else torch.no_grad():
+                G_t = torch.as_tensor(G, device=dev).to(self.dtype).requires_grad_(grad)
+                e_atoms = self.atomic_energies_from_G(G_t, sp_t)
+                dEdG = None
+                if grad:
+                    (g,) = torch.autograd.grad(e_atoms.sum(), G_t)
+                    dEdG = np.ascontiguousarray(g.detach().cpu().numpy(), dtype=np.float64)
+            return e_atoms.detach().cpu().double().numpy(), dEdG
+        finally:
+            torch.set_num_threads(n_threads)
+
+    def _store_chunks(self, nl, n_atoms: int) -> list[tuple[int, int]]:
+        """Atom ranges whose D = dG/dr block fits in STORE_CHUNK_BYTES (at least one atom each)."""
+        per_pair = self.sf_set.max_sf * 3 * 8
+        max_pairs = max(1, self.STORE_CHUNK_BYTES // per_pair)
+        chunks, a0 = [], 0
+        while a0 < n_atoms:
+            a1 = int(np.searchsorted(nl.start, nl.start[a0] + max_pairs, side="right")) - 1
+            a1 = min(n_atoms, max(a1, a0 + 1))
+            chunks.append((a0, a1))
+            a0 = a1
+        return chunks
+
     def compute(self, structure: Structure, forces: bool = True, stress: bool = True,
                 structure_index: int = 0, derivative_mode: str = "recompute") -> Prediction:
         """Energy, forces (and stress for periodic cells) of one structure.
 
-        derivative_mode : "recompute" (second kernel pass contracting dE/dG, memory O(pairs))
-        or "store" (keep dG/dr per pair and SF, memory O(pairs x SFs)).
+        derivative_mode : "recompute" (default and fastest: a values-only kernel pass, the
+        networks, then a second pass contracting dE/dG on the fly; memory O(pairs)) or "store"
+        (one pass keeping dG/dr per pair and SF, contracted afterwards; processed in chunks of
+        atoms of at most ``STORE_CHUNK_BYTES``, so memory stays linear). Both give the same result
+        to rounding. The symmetry-function kernels run on the CPU (numba threads, see
+        ``numba.set_num_threads``); only the networks run on ``device``.
         """
+        from hdnnp.descriptors import kernels as K
+
+        if derivative_mode not in ("recompute", "store"):
+            raise ValueError(f"derivative_mode must be 'recompute' or 'store', not {derivative_mode!r}")
         sfs = self.sf_set
+        n = len(structure)
         species = sfs.species_of(structure)
         nl = sfs.neighbors(structure)
-        store = forces and derivative_mode == "store"
-        desc = sfs.compute(structure, derivatives=store, nl=nl)
-        extrap = self.check_extrapolation(desc.G, species, structure_index)
-        dev = self.device_name
-        G_t = torch.as_tensor(desc.G, device=dev).to(self.dtype).requires_grad_(forces)
-        sp_t = torch.as_tensor(species, device=dev)
-        e_atoms = self.atomic_energies_from_G(G_t, sp_t)
-        energy = float(e_atoms.sum().item()) + self.energy_shift(structure)
-        result = Prediction(energy=energy, forces=np.zeros((len(structure), 3)),
-                            atomic_energies=e_atoms.detach().cpu().double().numpy(),
+        if forces and derivative_mode == "store":
+            G = np.empty((n, sfs.max_sf))
+            e_atoms = np.empty(n)
+            pg = np.empty((nl.n_pairs, 3))
+            for a0, a1 in self._store_chunks(nl, n):
+                Gc, Dc, _ = sfs._run(structure, nl, species, 1, atom_begin=a0, atom_end=a1)
+                G[a0:a1] = Gc
+                e_atoms[a0:a1], dEdG = self._energies_and_gradients(Gc, species[a0:a1], True)
+                pg[nl.start[a0]:nl.start[a1]] = K.contract_pair_gradients(nl.start, a0, a1, Dc, dEdG)
+                del Dc
+        else:
+            G = sfs._run(structure, nl, species, 0)[0]
+            e_atoms, dEdG = self._energies_and_gradients(G, species, forces)
+            if forces:
+                pg = sfs._run(structure, nl, species, 2, dEdG)[2]
+        extrap = self.check_extrapolation(G, species, structure_index)
+        energy = float(e_atoms.sum()) + self.energy_shift(structure)
+        result = Prediction(energy=energy, forces=np.zeros((n, 3)), atomic_energies=e_atoms,
                             n_extrapolations=len(extrap), extrapolations=extrap)
         if not forces:
             return result
-        (dEdG,) = torch.autograd.grad(e_atoms.sum(), G_t)
-        dEdG = dEdG.detach().cpu().double().numpy()
-        if store:
-            pg = np.einsum("ps,psc->pc", dEdG[nl.i], desc.D)
-        else:
-            pg = sfs.pair_gradients(structure, nl, species, dEdG)
-        from hdnnp.descriptors.kernels import forces_from_pair_gradients
-
-        F, W = forces_from_pair_gradients(len(structure), nl.i, nl.j, nl.vectors, pg)
+        F, W = K.forces_from_pair_gradients(n, nl.i, nl.j, nl.vectors, pg)
         result.forces = F
         result.virial = W
         if stress and structure.cell is not None:
