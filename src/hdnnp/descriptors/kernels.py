@@ -61,6 +61,7 @@ of its kinds in ``kind_i``/``kind_f`` and of its SF entries (s, q, k) in ``ent_s
 from __future__ import annotations
 
 import math
+import os
 
 import numba
 import numpy as np
@@ -92,6 +93,34 @@ KF_LAMBDA, KF_ZETA, KF_PREF, KF_AL, KF_AR, KF_CA, KF_SA = range(7)
 N_KF = 7
 KI_COMPACT, KI_ZINT, KI_CORE = range(3)
 N_KI = 3
+
+
+_THREADS_READY = False
+
+
+def start_threads() -> None:
+    """Choose numba's "workqueue" threading layer before its threads start (once), unless the
+    user chose a layer (NUMBA_THREADING_LAYER) or numba's threads are already running.
+
+    Why: numba's default "omp" layer resolves to the GNU OpenMP runtime that torch loads, whose
+    threads spin after every parallel region (OMP_WAIT_POLICY is read when torch is imported,
+    too early to change here). With as many threads as cores and any other work on the machine,
+    the spinning thread takes the core from the thread it waits for: a 20 ms calculation took
+    36 ms with two threads instead of one. workqueue threads sleep when idle; measured on
+    an idle 2-core machine they are as fast as OpenMP's, and on a busy one two threads are no
+    slower than one. Caveat (numba's): workqueue does not support launching parallel kernels
+    from several Python threads at the same time; set NUMBA_THREADING_LAYER=omp (or tbb) for that.
+    """
+    global _THREADS_READY
+    if _THREADS_READY:
+        return
+    _THREADS_READY = True
+    from numba.np.ufunc import parallel
+
+    if parallel._is_initialized or "NUMBA_THREADING_LAYER" in os.environ \
+            or numba.config.THREADING_LAYER != "default":
+        return
+    numba.config.THREADING_LAYER = "workqueue"
 
 
 # ----------------------------------------------------------------------------- elementary
@@ -723,30 +752,33 @@ def _angular_block(mode, ii, ea, eb, est, loc, lv, linv, RT, dRT, w, G, D, pbase
     for a in range(est[ea], est[ea + 1]):
         if not alive[a]:
             continue
-        bstart = a + 1 if ea == eb else est[eb]
-        if n + (bend - bstart) > cap:
-            _flush(mode, np.int64(n), ta, tb, loc, lv, linv, RT, dRT, G, ii, D, pbase, lpg,
-                   q0, nq, k0, nk, flag, q_i, q_f, kind_i, kind_f, ent_s, ent_k,
-                   cosv, djkv, theta, isin, fcv, dfcv, Jm, dJm, Am, dAm, P, WA, WdA, sv, M)
-            n = 0
         vax = lv[a, 0]
         vay = lv[a, 1]
         vaz = lv[a, 2]
-        if narrow_only:
-            for b in range(bstart, bend):
-                wx = lv[b, 0] - vax
-                wy = lv[b, 1] - vay
-                wz = lv[b, 2] - vaz
-                d2 = wx * wx + wy * wy + wz * wz
-                ta[n] = a
-                tb[n] = b
-                djkv[n] = d2
-                n += 1 if (alive[b] and d2 < rcn2) else 0
-        else:
-            for b in range(bstart, bend):
-                ta[n] = a
-                tb[n] = b
-                n += 1 if alive[b] else 0
+        b0 = a + 1 if ea == eb else est[eb]
+        while b0 < bend:
+            if n == cap:
+                _flush(mode, np.int64(n), ta, tb, loc, lv, linv, RT, dRT, G, ii, D, pbase, lpg,
+                       q0, nq, k0, nk, flag, q_i, q_f, kind_i, kind_f, ent_s, ent_k,
+                       cosv, djkv, theta, isin, fcv, dfcv, Jm, dJm, Am, dAm, P, WA, WdA, sv, M)
+                n = 0
+            b1 = min(bend, b0 + cap - n)  # candidates that fit in the list
+            if narrow_only:
+                for b in range(b0, b1):
+                    wx = lv[b, 0] - vax
+                    wy = lv[b, 1] - vay
+                    wz = lv[b, 2] - vaz
+                    d2 = wx * wx + wy * wy + wz * wz
+                    ta[n] = a
+                    tb[n] = b
+                    djkv[n] = d2
+                    n += 1 if (alive[b] and d2 < rcn2) else 0
+            else:
+                for b in range(b0, b1):
+                    ta[n] = a
+                    tb[n] = b
+                    n += 1 if alive[b] else 0
+            b0 = b1
     if n > 0:
         _flush(mode, np.int64(n), ta, tb, loc, lv, linv, RT, dRT, G, ii, D, pbase, lpg,
                q0, nq, k0, nk, flag, q_i, q_f, kind_i, kind_f, ent_s, ent_k,
@@ -756,7 +788,7 @@ def _angular_block(mode, ii, ea, eb, est, loc, lv, linv, RT, dRT, w, G, D, pbase
             G[ii, ent_s[en]] += M[ent_k[en], ent_q[en]]
 
 
-#: capacity of the triplet lists (at least the largest neighbour count is used)
+#: capacity of the triplet lists processed at once (their work arrays should stay in cache)
 TRIPLET_CHUNK = 512
 
 
@@ -805,7 +837,7 @@ def symmetry_functions(species, pair_start, pair_j, pair_vec, pair_dist, atom_be
     nnmax = 1
     for i in range(atom_begin, atom_end):
         nnmax = max(nnmax, pair_start[i + 1] - pair_start[i])
-    cap = max(TRIPLET_CHUNK, nnmax)
+    cap = TRIPLET_CHUNK
     # per-thread work spaces (allocated once, not per atom)
     W_est = np.empty((n_slots, n_el + 1), dtype=np.int64)
     W_fill = np.empty((n_slots, n_el + 1), dtype=np.int64)
@@ -819,7 +851,7 @@ def symmetry_functions(species, pair_start, pair_j, pair_vec, pair_dist, atom_be
     W_alive = np.empty((n_slots, nnmax), dtype=np.bool_)
     W_ta = np.empty((n_slots, cap), dtype=np.int64)
     W_tb = np.empty((n_slots, cap), dtype=np.int64)
-    W_t1 = np.empty((n_slots, 6, cap))  # cos, r_jk, theta, 1/sin, f_c, df_c
+    W_t1 = np.empty((n_slots, 6, max(cap, nnmax)))  # cos, r_jk, theta, 1/sin, f_c, df_c (also per neighbour)
     W_Jm = np.empty((n_slots, mq, cap))
     W_dJm = np.empty((n_slots, mq, cap))
     W_Am = np.empty((n_slots, mk, cap))
