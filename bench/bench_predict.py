@@ -212,6 +212,9 @@ def main(argv=None) -> int:
     print("float64; time per atom = best of repeats / atoms; ratio = ours / n2p2 on ONE thread "
           "(targets: <= 1.0 with 1 thread, <= 0.5 with 2 threads)")
     results = {"machine": machine(), "timing": run_timing(args)}
+    import numba
+
+    print(f"numba threading layer: {numba.threading_layer()}")
     if args.memory:
         print("peak memory, H2O_RPBE-D3 1080 atoms and its 2x2x2 supercell (8640 atoms), "
               f"{max(args.threads)} thread(s):")

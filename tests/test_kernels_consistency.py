@@ -177,7 +177,7 @@ def test_forces_match_finite_differences(cu2s):
 
 
 def test_fast_exp_and_acos():
-    @numba.njit(error_model="numpy")
+    @numba.njit(error_model="numpy", fastmath=K._FASTMATH)  # as in the kernels
     def both(x, y):
         e = np.empty_like(x)
         a = np.empty_like(y)

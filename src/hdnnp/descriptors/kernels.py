@@ -98,9 +98,10 @@ N_KI = 3
 _THREADS_READY = False
 
 
-def start_threads() -> None:
-    """Choose numba's "workqueue" threading layer before its threads start (once), unless the
-    user chose a layer (NUMBA_THREADING_LAYER) or numba's threads are already running.
+def select_threading_layer() -> None:
+    """Choose numba's "workqueue" threading layer before its threads start (once; called when
+    this module is imported), unless the user chose a layer (NUMBA_THREADING_LAYER) or numba's
+    threads are already running.
 
     Why: numba's default "omp" layer resolves to the GNU OpenMP runtime that torch loads, whose
     threads spin after every parallel region (OMP_WAIT_POLICY is read when torch is imported,
@@ -121,6 +122,9 @@ def start_threads() -> None:
             or numba.config.THREADING_LAYER != "default":
         return
     numba.config.THREADING_LAYER = "workqueue"
+
+
+select_threading_layer()  # at import: before user code can start numba's threads (numba.set_num_threads does)
 
 
 # ----------------------------------------------------------------------------- elementary

@@ -277,7 +277,6 @@ class SymmetryFunctionSet:
             atom_end = len(species)
         if dEdG is None:
             dEdG = np.zeros((1, self.max_sf))
-        K.start_threads()
         # dynamic scheduling over atoms in chunks of a few: the work per atom depends on its
         # element, and files often list the atoms element by element
         with numba.parallel_chunksize(4):
