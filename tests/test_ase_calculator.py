@@ -7,7 +7,12 @@ import shutil
 
 import numpy as np
 import pytest
-from ase import units
+from types import SimpleNamespace
+
+from hdnnp import units as hdnnp_units
+
+#: n2p2's Bohr and Hartree (the factors LAMMPS users give pair_style hdnnp)
+units = SimpleNamespace(Bohr=hdnnp_units.BOHR_TO_ANGSTROM, Hartree=hdnnp_units.HARTREE_TO_EV)
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 

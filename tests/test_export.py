@@ -7,7 +7,12 @@ import shutil
 
 import numpy as np
 import pytest
-from ase import units
+from types import SimpleNamespace
+
+from hdnnp import units as hdnnp_units
+
+#: n2p2's Bohr and Hartree (the factors LAMMPS users give pair_style hdnnp)
+units = SimpleNamespace(Bohr=hdnnp_units.BOHR_TO_ANGSTROM, Hartree=hdnnp_units.HARTREE_TO_EV)
 
 from hdnnp.dynamics import read_structure
 from hdnnp.interfaces.lammps import export_lammps, strip_hdnnp_keywords
@@ -62,8 +67,9 @@ def test_export_h2o_bohr_hartree(anchors, h2o_with_units, tmp_path):
     text = (tmp_path / "out" / "in.lammps").read_text()
     cutoff, pdir, opts = pair_style(text)
     assert pdir == "nnp"
-    assert abs(float(opts["cflength"]) - 1.0 / units.Bohr) < 1e-9 and opts["cflength"].startswith("1.88972612")
-    assert abs(float(opts["cfenergy"]) - 1.0 / units.Hartree) < 1e-10 and opts["cfenergy"].startswith("0.03674932")
+    # exactly the factors n2p2's own LAMMPS examples (and TIMINGS.md's LAMMPS run) use
+    assert opts["cflength"] == "1.8897261328" and opts["cfenergy"] == "0.0367493254"
+    assert abs(float(opts["cflength"]) - 1.0 / units.Bohr) < 1e-7  # ASE's CODATA 2014: ~1e-8 relative
     assert cutoff >= 12.0 * units.Bohr and cutoff - 12.0 * units.Bohr < 1e-5
     assert opts["maxew"] == "100" and opts["showew"] == "no" and opts["resetew"] == "yes"
     assert re.search(r"^pair_coeff\s+\* \*\s+H O\s*$", text, re.M)
@@ -102,7 +108,7 @@ def test_cli_export(anchors, tmp_path, capsys):
     for f in ("in.lammps", "structure.lammps-data", "nnp/input.nn", "nnp/scaling.data", "nnp/weights.008.data"):
         assert (out / f).is_file(), f
     text = (out / "in.lammps").read_text()
-    assert "cflength 1.88972612" in text and re.search(r"^fix\s+\S+\s+all\s+nvt temp 300", text, re.M)
+    assert "cflength 1.8897261328 cfenergy 0.0367493254" in text and re.search(r"^fix\s+\S+\s+all\s+nvt temp 300", text, re.M)
     assert re.search(r"^timestep\s+0.0005\b", text, re.M)
     rc = main(["export", "lammps", str(anchors / H2O), str(out)])
     assert rc == 1 and "not empty" in capsys.readouterr().err

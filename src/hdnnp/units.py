@@ -9,10 +9,16 @@ from __future__ import annotations
 
 from ase import units as _ase_units
 
-#: Bohr radius in Å (CODATA via ASE).
-BOHR_TO_ANGSTROM: float = _ase_units.Bohr
-#: Hartree in eV (CODATA via ASE).
-HARTREE_TO_EV: float = _ase_units.Hartree
+#: Bohr and Hartree as n2p2 and LAMMPS ``pair_style hdnnp`` users write them
+#: (``cflength 1.8897261328 cfenergy 0.0367493254``, n2p2's examples; CODATA 2006).
+#: Using the same factors here makes ``hdnnp md`` and an exported LAMMPS run see the same
+#: numbers; ASE's CODATA 2014 values differ by ~1e-8 relative.
+CFLENGTH_BOHR: float = 1.8897261328
+CFENERGY_HARTREE: float = 0.0367493254
+#: Bohr radius in Å.
+BOHR_TO_ANGSTROM: float = 1.0 / CFLENGTH_BOHR
+#: Hartree in eV.
+HARTREE_TO_EV: float = 1.0 / CFENERGY_HARTREE
 
 LENGTH_UNITS_IN_ANGSTROM: dict[str, float] = {
     "angstrom": 1.0,
