@@ -39,6 +39,7 @@ import numpy as np
 
 from hdnnp.errors import HDNNPError
 from hdnnp.io.n2p2_data import format_structure, iter_input_data
+from hdnnp.io.structure_files import read_atoms as read_structure  # noqa: F401  (public name)
 from hdnnp.structure import Structure
 
 log = logging.getLogger(__name__)
@@ -149,32 +150,6 @@ def make_calculator(spec: str, charge: int | None = None, multiplicity: int | No
 
 
 # ------------------------------------------------------------------ starting structure
-def read_structure(path: str | Path, index: int = 0):
-    """Read one structure (as ``ase.Atoms``, Å) from any file ASE reads or an n2p2 ``input.data``.
-
-    ``input.data`` files (name ending in ``.data``) are read with hdnnp's reader and
-    assumed to be in Å; ``index`` picks the structure (default: the first).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise HDNNPError(f"cannot read structure file {str(path)!r}: no such file")
-    if path.suffix == ".data":
-        for k, s in enumerate(iter_input_data(path, wrap=False)):
-            if k == index:
-                return s.to_ase()
-        raise HDNNPError(f"{path}: has no structure with index {index}")
-    import ase.io
-
-    try:
-        atoms = ase.io.read(path, index=index)
-    except Exception as exc:  # ASE raises many kinds for unreadable files
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HDNNPError(f"cannot read structure file {str(path)!r} with ASE: {msg}") from None
-    if isinstance(atoms, list):  # pragma: no cover - index is an int
-        atoms = atoms[0]
-    return atoms
-
-
 # ------------------------------------------------------------------ frame bookkeeping
 def split_frames(frames: int, n_temperatures: int) -> list[int]:
     """Split a frame budget over temperatures as evenly as possible (earlier ones get the rest)."""

@@ -36,7 +36,8 @@ def molecular_dynamics(control_file: str | Path = "control.in", output_dir: str 
     into ``output_dir`` (default: the directory of control.in).
     """
     from hdnnp.dynamics.forcefield import HDNNPForceField
-    from hdnnp.dynamics.run import MDSettings, check_elements, read_structure, run_md
+    from hdnnp.dynamics.run import MDSettings, check_elements, run_md
+    from hdnnp.io.structure_files import read_atoms as read_structure
     from hdnnp.io.prototype import masses as control_masses
     from hdnnp.io.prototype import read_control
     from hdnnp.units import energy_factor, length_factor

@@ -32,6 +32,7 @@ from hdnnp.dynamics.restart import read_restart, write_restart
 from hdnnp.dynamics.thermostats import ENSEMBLES, BerendsenBarostat, make_thermostat
 from hdnnp.dynamics.velocities import maxwell_boltzmann_velocities
 from hdnnp.errors import SettingsError
+from hdnnp.io.structure_files import read_atoms as read_structure  # noqa: F401  (public name)
 
 log = logging.getLogger("hdnnp")
 
@@ -139,43 +140,6 @@ class _ExtrapolationMessageFilter(logging.Filter):
             return True
         msg = str(record.msg)
         return not (msg.startswith("### NNP EXTRAPOLATION WARNING") or msg.startswith("... %d more extrapolation"))
-
-
-def read_structure(path: str | Path, length_factor: float = 1.0, energy_factor: float = 1.0, index: int = 0):
-    """Read a starting structure as ``ase.Atoms`` in Å.
-
-    n2p2 ``input.data`` files (first keyword ``begin``) are read with hdnnp's reader and
-    converted from the potential's units (``length_factor`` Å per unit); anything else
-    goes through ``ase.io.read`` (extxyz, POSCAR, cif, ... in Å).
-    """
-    from hdnnp.errors import ReadError
-    from hdnnp.io.n2p2_data import read_input_data
-
-    path = Path(path)
-    if not path.is_file():
-        raise ReadError(path, None, "structure file not found")
-    first = ""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.strip():
-                    first = line.split()[0]
-                    break
-    except OSError as exc:
-        raise ReadError(path, None, f"cannot open: {exc.strerror}") from None
-    if first == "begin":
-        structures = read_input_data(path)
-        if not -len(structures) <= index < len(structures):
-            raise ReadError(path, None, f"structure index {index} out of range ({len(structures)} structures)")
-        atoms = structures[index].to_ase(length_factor, energy_factor)
-        atoms.calc = None
-        return atoms
-    import ase.io
-
-    try:
-        return ase.io.read(path, index=index)
-    except Exception as exc:  # ASE raises many types for unreadable files
-        raise ReadError(path, None, f"ase.io.read could not read it: {exc}") from None
 
 
 def state_from_atoms(atoms, settings: MDSettings, rng: np.random.Generator) -> MDState:

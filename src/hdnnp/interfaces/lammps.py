@@ -162,7 +162,8 @@ def export_lammps(potential_dir: str | Path, outdir: str | Path, structure=None,
         else Å/eV, logged).
     input_options : passed to ``lammps_input`` (timestep_fs, temperature_K, steps, ensemble, ...).
     """
-    from hdnnp.dynamics.run import check_elements, read_structure
+    from hdnnp.dynamics.run import check_elements
+    from hdnnp.io.structure_files import read_atoms as read_structure
     from hdnnp.model.potential import Potential
 
     potential_dir = Path(potential_dir)

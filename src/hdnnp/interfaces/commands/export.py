@@ -41,7 +41,7 @@ def add_parser(subparsers) -> None:
 def run_lammps(args) -> int:
     from pathlib import Path
 
-    from hdnnp.dynamics.run import read_structure
+    from hdnnp.io.structure_files import read_atoms as read_structure
     from hdnnp.interfaces.lammps import export_lammps
 
     structure = args.structure
