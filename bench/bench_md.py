@@ -5,7 +5,7 @@
 Cases (n2p2 potentials from shared/anchors/n2p2/potentials):
   * H2O_RPBE-D3 (Bohr/Hartree, cflength/cfenergy-style conversion at the boundary), the 1080-atom
     periodic water box, NVE from Maxwell-Boltzmann velocities at 300 K, dt = 0.5 and 1.0 fs,
-    200 steps each (0.1 / 0.2 ps: short, because one step costs ~0.4-1 s here);
+    ``--water-ps`` each (default 1 ps: 2000 and 1000 steps);
   * Cu2S_PBE (Å/eV), 144-atom cell, equilibrated 1 ps with the Bussi thermostat at 300 K, then
     NVE at dt = 2 fs for 5 ps and at 1 fs for 1 ps from the same state.
 Drift = slope of a least-squares line through E_tot(t)/N (eV/atom/ps), with its standard error
@@ -124,6 +124,7 @@ def main(argv=None) -> int:
     p.add_argument("--anchors", type=Path, default=DEFAULT_ANCHORS)
     p.add_argument("--quick", action="store_true", help="a tenth of the steps (smoke test of the script)")
     p.add_argument("--json", type=Path, default=None, help="write all figures to this JSON file")
+    p.add_argument("--water-ps", type=float, default=1.0, help="length of each water NVE run in ps (default 1)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(message)s")
 
@@ -142,8 +143,8 @@ def main(argv=None) -> int:
     ff = HDNNPForceField(d, length_unit="bohr", energy_unit="hartree")
     water = read_structure(d / "input.data", units.Bohr, units.Hartree)
     print(f"\nH2O_RPBE-D3: {len(water)} atoms, cutoff {ff.cutoff_angstrom:.3f} Å")
-    n_w = max(int(200 * scale), 10)
     for dt in (0.5, 1.0):
+        n_w = max(int(round(1000 * args.water_ps / dt * scale)), 10)
         r = nve(ff, water, dt, n_w, 2, work / f"w{dt}")
         results["water"].append(r)
         print(fmt_row("water", r), flush=True)

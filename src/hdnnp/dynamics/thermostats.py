@@ -74,6 +74,16 @@ class _TargetTemperature(Thermostat):
         return units.kB * self.temperature_K
 
 
+class _RelaxationTime(_TargetTemperature):
+    """A thermostat with a relaxation time ``tau_fs`` (fs) of the kinetic energy."""
+
+    def __init__(self, temperature_K: float, tau_fs: float = 100.0):
+        super().__init__(temperature_K)
+        if not tau_fs > 0:
+            raise ValueError(f"tau_fs must be > 0, got {tau_fs}")
+        self.tau_fs = float(tau_fs)
+
+
 class Langevin(_TargetTemperature):
     """Langevin dynamics: exact Ornstein-Uhlenbeck velocity update for dt/2 on each side.
 
@@ -103,7 +113,7 @@ class Langevin(_TargetTemperature):
         return f"Langevin, T = {self.temperature_K} K, friction = {self.friction_per_fs} /fs"
 
 
-class Bussi(_TargetTemperature):
+class Bussi(_RelaxationTime):
     """Canonical sampling through velocity rescaling (Bussi, Donadio & Parrinello,
     J. Chem. Phys. 126, 014101 (2007)): the kinetic energy follows a stochastic
     differential equation whose stationary distribution is canonical; velocities are
@@ -112,12 +122,6 @@ class Bussi(_TargetTemperature):
     """
 
     name = "bussi"
-
-    def __init__(self, temperature_K: float, tau_fs: float = 100.0):
-        super().__init__(temperature_K)
-        if not tau_fs > 0:
-            raise ValueError(f"tau_fs must be > 0, got {tau_fs}")
-        self.tau_fs = float(tau_fs)
 
     def half_step(self, velocities, masses, dt, rng, n_dof):
         k = kinetic_energy(masses, velocities)
@@ -141,7 +145,7 @@ class Bussi(_TargetTemperature):
         return f"Bussi (stochastic velocity rescaling), T = {self.temperature_K} K, tau = {self.tau_fs} fs"
 
 
-class Berendsen(_TargetTemperature):
+class Berendsen(_RelaxationTime):
     """Berendsen weak coupling: v <- lambda v, lambda^2 = 1 + (dt/2)/tau (T0/T - 1).
 
     Does not sample the canonical ensemble (kinetic-energy fluctuations are suppressed);
@@ -149,12 +153,6 @@ class Berendsen(_TargetTemperature):
     """
 
     name = "berendsen"
-
-    def __init__(self, temperature_K: float, tau_fs: float = 100.0):
-        super().__init__(temperature_K)
-        if not tau_fs > 0:
-            raise ValueError(f"tau_fs must be > 0, got {tau_fs}")
-        self.tau_fs = float(tau_fs)
 
     def half_step(self, velocities, masses, dt, rng, n_dof):
         k = kinetic_energy(masses, velocities)
