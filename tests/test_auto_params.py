@@ -198,3 +198,26 @@ def test_bad_arguments():
         choose_symmetry_functions(data, RC, angular="medium")
     with pytest.raises(HDNNPError, match="zetas"):
         choose_symmetry_functions(data, RC, zetas=(0.5,))
+
+
+@pytest.mark.filterwarnings("ignore:no symmetry functions")
+def test_cli_symfunctions_writes_trainable_settings(tmp_path, capsys):
+    from hdnnp.cli import main
+    from hdnnp.io.n2p2_data import write_input_data
+
+    data = _water_cluster()
+    write_input_data(tmp_path / "input.data", data)
+    out = tmp_path / "input.nn"
+    argv = ["symfunctions", str(tmp_path / "input.data"), "-o", str(out), "--cutoff", "6", "--shifted", "3",
+            "--angular-etas", "1", "--hidden", "10", "10", "--epochs", "7", "--prototype-dir", str(tmp_path / "p")]
+    assert main(argv) == 0
+    settings = Settings.read(out)
+    assert settings.line("hdnnp_length_unit").values == ["angstrom"]
+    assert settings.line("hdnnp_optimizer").values == ["lbfgs"] and settings.get_int("epochs") == 7
+    assert settings.line("global_nodes_short").values == ["10", "10"]
+    expected = choose_symmetry_functions(data, RC, n_shifted=3, n_centred=2, zetas=(1.0, 4.0), n_angular_eta=1)
+    assert [ln.values for ln in settings.all("symfunction_short")] == [ln.split()[1:] for ln in expected.lines]
+    assert (tmp_path / "p" / "control.in").is_file() and (tmp_path / "p" / "Al-SymFunc.smf").is_file()
+    before = out.read_text()
+    assert main(argv) == 1 and "exists" in capsys.readouterr().err  # never overwrites silently
+    assert out.read_text() == before

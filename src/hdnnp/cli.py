@@ -17,6 +17,7 @@ from hdnnp.errors import HDNNPError
 #: subcommand modules, in the order of the pipeline
 COMMAND_MODULES = [
     "hdnnp.interfaces.commands.sample",
+    "hdnnp.interfaces.commands.symfunctions",
     "hdnnp.interfaces.commands.scale",
     "hdnnp.interfaces.commands.train",
     "hdnnp.interfaces.commands.predict",

@@ -252,8 +252,14 @@ def input_nn_text(
     random_seed: int = 12345,
     epochs: int = 20,
     test_fraction: float = 0.1,
+    optimizer: str | None = None,
 ) -> str:
-    """A complete n2p2 ``input.nn`` (general settings, training settings, symmetry functions)."""
+    """A complete n2p2 ``input.nn`` (general settings, training settings, symmetry functions).
+
+    The data's units are recorded as ``hdnnp_length_unit``/``hdnnp_energy_unit``, and
+    ``optimizer`` adds ``hdnnp_optimizer``; ``hdnnp export lammps`` strips these hdnnp-only
+    keywords for n2p2.
+    """
     acts = activations.split()
     if len(acts) != len(hidden_nodes) + 1:
         raise HDNNPError(
@@ -280,6 +286,8 @@ def input_nn_text(
         rule, "# GENERAL NNP SETTINGS", rule,
         kv("number_of_elements", str(len(els)), "Number of elements."),
         kv("elements", " ".join(els), "Specification of elements."),
+        kv("hdnnp_length_unit", length_unit.lower(), "hdnnp: unit of lengths in input.data (n2p2 ignores it)"),
+        kv("hdnnp_energy_unit", energy_unit.lower(), "hdnnp: unit of energies in input.data (n2p2 ignores it)"),
         *[f"#{kv('atom_energy', f'{e} 0.0', f'Free atom reference energy ({e}).')}" for e in els],
         kv("cutoff_type", str(cutoff_type), "Cutoff type."),
         kv("scale_symmetry_functions", "", "Scale all symmetry functions with min/max values."),
@@ -291,6 +299,8 @@ def input_nn_text(
         kv("global_activation_short", activations, "Activation function for each hidden layer and output layer."),
         "",
         rule, "# ADDITIONAL SETTINGS FOR TRAINING", rule,
+        *([kv("hdnnp_optimizer", optimizer, "hdnnp: optimizer (n2p2 ignores it; n2p2 itself uses updater_type)")]
+          if optimizer else []),
         kv("epochs", str(epochs), "Number of training epochs."),
         kv("random_seed", str(random_seed), "Seed for the random number generator."),
         kv("test_fraction", f"{test_fraction:g}", "Fraction of structures kept for testing."),
