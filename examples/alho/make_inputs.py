@@ -30,7 +30,7 @@ if __name__ == "__main__":
         print("note:", w.message)
     write_input_nn(HERE / "input.nn", sf, cutoff_type=2,
                    title="HDNNP for an Al2(OH)6(H2O)4 cluster in 10 waters (example data set)",
-                   reference_method="GFN2-xTB (tblite)", epochs=20)
+                   reference_method="GFN2-xTB (tblite)", epochs=60, optimizer="lbfgs")
     write_prototype_inputs(HERE, sf, atomic_data_path="input.data", cut_function_type=2,
                            neurons_per_layer=(25, 25, 1), activation_function="hyperbolic_tangent",
                            number_of_epochs=200, minibatch_size=32, validation_fraction=0.1,
