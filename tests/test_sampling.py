@@ -97,6 +97,31 @@ def test_resume_appends_without_duplicates(cu, tmp_path):
     assert len(read_input_data(out)) == 8
 
 
+def test_independent_trajectories_per_seed_and_their_resume(cu, tmp_path):
+    out = tmp_path / "out.data"
+    assert sample(cu, EMT(), [300, 600], out, frames=8, seed=5, trajectories=2, **FAST) == 8
+    frames = read_input_data(out)
+    runs = {}
+    for s in frames:
+        f = _fields(s)
+        runs.setdefault((f["temperature_K"], f["seed"]), []).append(int(f["step"]))
+    assert runs == {(t, sd): [4, 6] for t in ("300", "600") for sd in ("5", "6")}, runs
+    # another seed is another trajectory: appended, not taken for frames already made
+    assert sample(cu, EMT(), [300, 600], out, frames=4, seed=7, **FAST) == 4
+    # the same call again resumes each trajectory (2 more frames each), never duplicating
+    first = out.read_bytes()
+    assert sample(cu, EMT(), [300, 600], out, frames=16, seed=5, trajectories=2, **FAST) == 8
+    assert out.read_bytes().startswith(first)
+    steps = {}
+    for s in read_input_data(out):
+        f = _fields(s)
+        steps.setdefault((f["temperature_K"], f["seed"]), []).append(int(f["step"]))
+    assert all(v == [4, 6, 8, 10] for k, v in steps.items() if k[1] in ("5", "6")), steps
+    assert steps[("300", "7")] == [4, 6] and len(steps) == 6
+    with pytest.raises(HDNNPError, match="trajectories"):
+        sample(cu, EMT(), [300], out, frames=2, seed=1, trajectories=0, **FAST)
+
+
 def test_interrupt_from_callback_keeps_frames_and_resumes(cu, tmp_path):
     out = tmp_path / "out.data"
     seen = []

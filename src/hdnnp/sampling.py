@@ -1,7 +1,7 @@
 """Reference-data sampling: Langevin MD with any ASE calculator, written as n2p2 ``input.data``.
 
-``sample`` runs one Langevin trajectory per temperature (ASE ``Langevin``), starting
-from the same structure, and writes a frame every ``interval`` steps after
+``sample`` runs ``trajectories`` independent Langevin trajectories per temperature (ASE
+``Langevin``; trajectory k uses seed ``seed + k``), all starting from the same structure, and writes a frame every ``interval`` steps after
 ``equilibration_steps`` steps. Each frame holds the calculator's energy (eV) and
 forces (eV/Å; the raw calculator forces, not the centre-of-mass-constrained ones the
 integrator uses), positions in Å and, for periodic structures, the three lattice
@@ -11,8 +11,9 @@ vectors. A ``comment`` line per frame records how it was made::
 
 Frames are appended one at a time and flushed, so a killed run keeps every finished
 frame. Running the same command again resumes: the frames already in the output are
-counted per temperature (from the comments) and only the missing ones are made. A
-resumed trajectory continues from the last frame of its temperature with velocities
+counted per trajectory, i.e. per temperature and seed (from the comments), and only the
+missing ones are made; a run with another seed adds new trajectories to the same file. A
+resumed trajectory continues from its last frame with velocities
 redrawn from the Maxwell-Boltzmann distribution (velocities are not stored in
 ``input.data``), so it is statistically, not bit-for-bit, the same as an uninterrupted run.
 
@@ -161,6 +162,11 @@ def _t_key(temperature_K: float) -> str:
     return f"{float(temperature_K):g}"
 
 
+def _key(temperature_K: float, seed) -> tuple[str, str]:
+    """A trajectory: (temperature as written in the comments, seed)."""
+    return _t_key(temperature_K), str(seed)
+
+
 def format_comment(**fields) -> str:
     """The ``comment`` text of one frame: ``hdnnp-sample key=value ...``."""
     return " ".join([COMMENT_TAG] + [f"{k}={v}" for k, v in fields.items()])
@@ -183,13 +189,13 @@ def parse_comment(comment: str) -> dict[str, str] | None:
 class ExistingFrames:
     """What an output file already holds (for resuming).
 
-    counts : MD frames per temperature key (``f"{T:g}"``).
-    last : the last MD frame (Structure) and its fields per temperature key.
+    counts : MD frames per trajectory key (``(f"{T:g}", seed)``, see ``_key``).
+    last : the last MD frame (Structure) and its fields per trajectory key.
     calculators : calculator labels seen; seeds : seeds seen; other : frames without our comment.
     """
 
-    counts: dict[str, int] = field(default_factory=dict)
-    last: dict[str, tuple[Structure, dict[str, str]]] = field(default_factory=dict)
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    last: dict[tuple[str, str], tuple[Structure, dict[str, str]]] = field(default_factory=dict)
     calculators: set[str] = field(default_factory=set)
     seeds: set[str] = field(default_factory=set)
     n_frames: int = 0
@@ -226,7 +232,7 @@ def _repair_tail(path: Path) -> None:
 
 
 def scan_existing(path: str | Path) -> ExistingFrames:
-    """Count the frames already in ``path`` per temperature (from their comments)."""
+    """Count the frames already in ``path`` per trajectory (temperature and seed, from the comments)."""
     path = Path(path)
     ex = ExistingFrames()
     if not path.exists() or path.stat().st_size == 0:
@@ -247,7 +253,7 @@ def scan_existing(path: str | Path) -> ExistingFrames:
         if fields.get("kind", "md") != "md":
             continue
         try:
-            key = _t_key(float(fields["temperature_K"]))
+            key = _key(float(fields["temperature_K"]), fields.get("seed", "?"))
         except ValueError:
             ex.other += 1
             continue
@@ -283,6 +289,7 @@ def sample(
     equilibration_steps: int = 200,
     interval: int = 5,
     seed: int = 0,
+    trajectories: int = 1,
     friction_per_fs: float = 0.02,
     rattle_A: float = 0.0,
     strain: float = 0.0,
@@ -299,11 +306,12 @@ def sample(
     calculator : an ASE calculator (eV, eV/Å) or a name accepted by ``make_calculator``.
     temperatures_K : thermostat temperatures, one trajectory each, in this order.
     output : the ``input.data`` to append to (created if missing; resumed if present).
-    frames : total number of MD frames, split evenly over the temperatures.
+    frames : total number of MD frames, split evenly over temperatures x trajectories.
     timestep_fs : MD time step.
     equilibration_steps : steps before the first frame of each temperature.
     interval : steps between frames.
     seed : seeds the velocities, the thermostat noise and the perturbations.
+    trajectories : independent trajectories per temperature (seeds seed, seed + 1, ...).
     friction_per_fs : Langevin friction (0.02 fs^-1: velocities decorrelate in ~50 fs).
     rattle_A, strain, copies : after every MD frame write ``copies`` perturbed copies.
     label : the calculator name written in the comments (default: the name or class).
@@ -337,11 +345,11 @@ def sample(
             f"{output} already holds frames from calculator(s) {', '.join(sorted(existing.calculators))}, "
             f"not {label!r}; write to another file (-o) to avoid mixing reference methods"
         )
-    if existing.seeds and str(seed) not in existing.seeds:
-        log.warning("%s holds frames made with seed(s) %s; continuing with seed %d",
-                    output, ", ".join(sorted(existing.seeds)), seed)
-    targets = split_frames(frames, len(temps))
-    done = {_t_key(t): min(existing.counts.get(_t_key(t), 0), n) for t, n in zip(temps, targets)}
+    if not (isinstance(trajectories, int) and trajectories >= 1):
+        raise HDNNPError(f"trajectories must be an integer >= 1, got {trajectories!r}")
+    runs = [(t, seed + k) for k in range(trajectories) for t in temps]  # (temperature, seed)
+    targets = split_frames(frames, len(runs))
+    done = {_key(t, sd): min(existing.counts.get(_key(t, sd), 0), n) for (t, sd), n in zip(runs, targets)}
     n_todo = sum(targets) - sum(done.values())
 
     log.info("*** SETUP: SAMPLING ***")
@@ -351,16 +359,18 @@ def sample(
     shown = {k: v for k, v in params.items() if k in ("method", "accuracy", "charge", "multiplicity")}
     log.info("calculator    : %s (%s%s)", label, type(calculator).__name__,
              "".join(f", {k}={v}" for k, v in shown.items()))
-    log.info("temperatures  : %s K, frames per temperature %s",
-             " ".join(_t_key(t) for t in temps), " ".join(map(str, targets)))
+    log.info("temperatures  : %s K, %d trajector%s each (seed%s %s), frames per trajectory %s",
+             " ".join(_t_key(t) for t in temps), trajectories, "y" if trajectories == 1 else "ies",
+             "" if trajectories == 1 else "s", " ".join(str(seed + k) for k in range(trajectories)),
+             " ".join(map(str, targets)))
     log.info("MD            : Langevin, dt %g fs, friction %g/fs, %d equilibration steps, "
-             "a frame every %d steps, seed %d", timestep_fs, friction_per_fs,
-             equilibration_steps, interval, seed)
+             "a frame every %d steps", timestep_fs, friction_per_fs, equilibration_steps, interval)
     if copies:
         log.info("copies        : %d per frame, rattle %g A, strain %g", copies, rattle_A, strain)
     if existing.n_frames:
         log.info("resuming      : %s holds %d frames (%s)%s", output, existing.n_frames,
-                 ", ".join(f"{k} K: {v}" for k, v in sorted(existing.counts.items(), key=lambda kv: float(kv[0]))),
+                 ", ".join(f"{k[0]} K seed {k[1]}: {v}" for k, v in
+                           sorted(existing.counts.items(), key=lambda kv: (float(kv[0][0]), kv[0][1]))),
                  f", {existing.other} from elsewhere" if existing.other else "")
     log.info("to do         : %d MD frames", n_todo)
 
@@ -389,14 +399,15 @@ def sample(
         return float(energy), np.array(forces, dtype=np.float64)
 
     try:
-        for temp, target in zip(temps, targets):
-            key = _t_key(temp)
+        for (temp, run_seed), target in zip(runs, targets):
+            key = _key(temp, run_seed)
+            t_label = key[0]
             n_done = done[key]
             if n_done >= target:
                 continue
-            bar.set_postfix_str(f"{key} K")
+            bar.set_postfix_str(f"{t_label} K, seed {run_seed}")
             t_int = round(temp * 1000)
-            rng = np.random.default_rng([seed, t_int, n_done])
+            rng = np.random.default_rng([run_seed, t_int, n_done])
             if n_done == 0:
                 md_atoms = atoms.copy()
                 step = 0
@@ -405,7 +416,7 @@ def sample(
                 last, fields = existing.last[key]
                 if last.elements != list(atoms.get_chemical_symbols()):
                     raise HDNNPError(
-                        f"{output}: the last {key} K frame has a different composition than the "
+                        f"{output}: the last {t_label} K (seed {run_seed}) frame has a different composition than the "
                         "starting structure; write to another file (-o)"
                     )
                 md_atoms = last.to_ase()
@@ -431,13 +442,13 @@ def sample(
                     raise
                 except Exception as exc:
                     raise HDNNPError(
-                        f"calculator {label} failed at {key} K near step {step + steps_next}: "
+                        f"calculator {label} failed at {t_label} K (seed {run_seed}) near step {step + steps_next}: "
                         f"{type(exc).__name__}: {exc}"
                     ) from exc
                 n_steps += steps_next
                 step += steps_next
                 steps_next = interval
-                fields = {"calculator": label, "temperature_K": key, "step": step, "seed": seed,
+                fields = {"calculator": label, "temperature_K": t_label, "step": step, "seed": run_seed,
                           "kind": "md", "timestep_fs": f"{timestep_fs:g}"}
                 write(_structure_from_atoms(md_atoms, energy, forces, format_comment(**fields)), fields)
                 n_done += 1
@@ -451,8 +462,8 @@ def sample(
                         raise
                     except Exception as exc:
                         raise HDNNPError(f"calculator {label} failed on copy {c} of the frame at "
-                                         f"{key} K step {step}: {type(exc).__name__}: {exc}") from exc
-                    cfields = {"calculator": label, "temperature_K": key, "step": step, "seed": seed,
+                                         f"{t_label} K (seed {run_seed}) step {step}: {type(exc).__name__}: {exc}") from exc
+                    cfields = {"calculator": label, "temperature_K": t_label, "step": step, "seed": run_seed,
                                "kind": "copy", "copy": c, "rattle_A": f"{rattle_A:g}", "strain": f"{strain:g}"}
                     write(_structure_from_atoms(pert, e_c, f_c, format_comment(**cfields)), cfields)
     except KeyboardInterrupt:

@@ -5,18 +5,20 @@ from __future__ import annotations
 import argparse
 
 DESCRIPTION = """\
-Run Langevin MD from STRUCTURE at each temperature with an ASE calculator and append
-frames (energy eV, forces eV/A, positions A, lattice when periodic) to an n2p2
-input.data. Each frame carries a comment with calculator, temperature, step and seed.
-Rerunning the same command resumes: frames already in OUT are counted per temperature
-and only the missing ones are made. Ctrl-C keeps every finished frame.
+Run Langevin MD from STRUCTURE at each temperature (one or more independent trajectories
+each) with an ASE calculator and append frames (energy eV, forces eV/A, positions A,
+lattice when periodic) to an n2p2 input.data. Each frame carries a comment with
+calculator, temperature, step and seed. Rerunning the same command resumes: frames already
+in OUT are counted per trajectory (temperature and seed) and only the missing ones are
+made; another --seed adds new trajectories to the same file. Ctrl-C keeps every finished
+frame. Independent trajectories make a more varied data set than denser frames of one.
 """
 
 EPILOG = """\
 example:
   hdnnp sample start.xyz -o input.data --calculator gfn2-xtb \\
       --temperatures-K 300 600 900 --timestep-fs 0.5 --equilibration-steps 200 \\
-      --interval 5 --frames 300 --seed 1
+      --interval 10 --frames 450 --seed 1 --trajectories 3
 """
 
 
@@ -30,13 +32,16 @@ def add_parser(subparsers) -> None:
     p.add_argument("--calculator", required=True, metavar="NAME",
                    help="emt, gfn2-xtb, gfn1-xtb (needs 'pip install tblite'), or package.module:factory")
     p.add_argument("--temperatures-K", type=float, nargs="+", default=[300.0], metavar="T",
-                   help="thermostat temperatures in K, one trajectory each (default: 300)")
-    p.add_argument("--frames", type=int, required=True, help="MD frames in total, split over the temperatures")
+                   help="thermostat temperatures in K (default: 300)")
+    p.add_argument("--frames", type=int, required=True,
+                   help="MD frames in total, split over temperatures x trajectories")
     p.add_argument("--timestep-fs", type=float, default=0.5, help="MD time step in fs (default: 0.5)")
     p.add_argument("--equilibration-steps", type=int, default=200,
                    help="steps before the first frame of each temperature (default: 200)")
     p.add_argument("--interval", type=int, default=5, help="steps between frames (default: 5)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--trajectories", type=int, default=1,
+                   help="independent trajectories per temperature, seeds SEED, SEED+1, ... (default: 1)")
     p.add_argument("--friction-per-fs", type=float, default=0.02,
                    help="Langevin friction in 1/fs (default: 0.02)")
     p.add_argument("--rattle", dest="rattle_A", type=float, default=0.0, metavar="A",
@@ -70,6 +75,7 @@ def run(args) -> int:
         atoms, calc, args.temperatures_K, args.output,
         frames=args.frames, timestep_fs=args.timestep_fs,
         equilibration_steps=args.equilibration_steps, interval=args.interval, seed=args.seed,
+        trajectories=args.trajectories,
         friction_per_fs=args.friction_per_fs, rattle_A=args.rattle_A, strain=args.strain,
         copies=args.copies, label=args.calculator.lower() if ":" not in args.calculator else args.calculator,
         progress=not args.no_progress,
