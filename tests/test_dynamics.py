@@ -122,6 +122,23 @@ def test_nve_energy_conservation_cu2s(cu2s, tmp_path):
     assert r.timings.steps == 40 and np.array_equal(th["econs_eV"], th["etot_eV"])
 
 
+def test_nve_energy_conservation_water_bohr_hartree(anchors, tmp_path):
+    """The 1080-atom H2O_RPBE-D3 box (Bohr/Hartree potential) at 0.5 fs: 20 steps in CI
+    (bench/bench_md.py runs 1 ps and fits the drift)."""
+    from hdnnp.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
+
+    d = anchors / "potentials/H2O_RPBE-D3"
+    ff = HDNNPForceField(d, length_unit="bohr", energy_unit="hartree")
+    atoms = read_structure(d / "input.data", BOHR_TO_ANGSTROM, HARTREE_TO_EV)
+    run_md(ff, atoms, quiet(steps=20, timestep_fs=0.5, temperature_K=300.0, seed=2, write_every=100), tmp_path)
+    th = read_thermo_log(tmp_path / "thermo.log")
+    n = len(atoms)
+    dev = np.abs(th["etot_eV"] - th["etot_eV"][0]).max() / n
+    # Verlet oscillation: ~1e-5 RMS, 3.5e-5 max over 1 ps in bench_md (no drift)
+    assert dev < 5e-5, f"max |E(t)-E(0)| = {dev:.3g} eV/atom over 10 fs at 0.5 fs"
+    assert np.ptp(th["epot_eV"]) / n > 10 * dev
+
+
 def test_nve_energy_error_scales_as_dt_squared(tmp_path):
     atoms = argon()
     ff = LennardJonesForceField()
