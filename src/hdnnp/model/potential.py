@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,15 @@ log = logging.getLogger("hdnnp")
 
 #: hdnnp-only input.nn keywords declaring the units of a potential (n2p2 files have none)
 UNIT_KEYWORDS = ("hdnnp_length_unit", "hdnnp_energy_unit")
+
+#: symmetry-function backends of ``Potential.compute``
+SF_BACKENDS = ("auto", "numba", "torch")
+
+
+def _check_sf_backend(name: str) -> str:
+    if name not in SF_BACKENDS:
+        raise ValueError(f"sf_backend must be one of {', '.join(SF_BACKENDS)}, not {name!r}")
+    return name
 
 
 @dataclass
@@ -63,12 +73,25 @@ class Normalization:
 
 
 class Potential(nn.Module):
-    """A high-dimensional neural network potential (n2p2 short-range HDNNP)."""
+    """A high-dimensional neural network potential (n2p2 short-range HDNNP).
+
+    sf_backend : where the symmetry functions and their derivatives are computed:
+    "numba" (CPU kernels, ``hdnnp.descriptors.kernels``), "torch" (``hdnnp.descriptors.torch_backend``,
+    on ``device``, so that a CUDA device does energy and forces entirely on the GPU) or "auto"
+    (default: torch when ``device`` is a CUDA device, else numba).
+    """
+
+    #: bound on the triplets the torch backend processes at once (its peak memory is about
+    #: proportional); None: ``torch_backend.default_max_triplets`` (2^17 on the CPU, 2^21 on a GPU)
+    torch_max_triplets_per_chunk: int | None = None
 
     def __init__(self, settings: Settings, sf_set: SymmetryFunctionSet, networks: dict[str, ElementNetwork],
                  scaling_stats: list[ScalingStats] | None, device: str = "cpu",
-                 dtype: torch.dtype = torch.float64):
+                 dtype: torch.dtype = torch.float64, sf_backend: str = "auto"):
         super().__init__()
+        self.sf_backend = _check_sf_backend(sf_backend)
+        self._torch_sf_cache: dict = {}
+        self._sf_fallback_warned = False
         self.settings = settings
         self.sf_set = sf_set
         self.elements = sf_set.elements
@@ -96,13 +119,17 @@ class Potential(nn.Module):
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_n2p2(cls, directory: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float64,
-                  settings_file: str = "input.nn") -> "Potential":
-        """Load ``input.nn``, ``scaling.data`` and ``weights.%03d.data`` from a directory."""
+                  settings_file: str = "input.nn", sf_backend: str = "auto") -> "Potential":
+        """Load ``input.nn``, ``scaling.data`` and ``weights.%03d.data`` from a directory.
+
+        sf_backend : "auto" (torch on a CUDA device, else numba), "numba" or "torch" (see the class).
+        """
         directory = Path(directory)
         if not directory.is_dir():
             raise ReadError(directory, None, "potential directory not found")
         settings = Settings.read(directory / settings_file)
-        pot = cls.from_settings(settings, device=device, dtype=dtype, scaling_path=directory / "scaling.data")
+        pot = cls.from_settings(settings, device=device, dtype=dtype, scaling_path=directory / "scaling.data",
+                                sf_backend=sf_backend)
         for e in pot.elements:
             z = atomic_numbers[e]
             net = pot.networks[e]
@@ -113,7 +140,7 @@ class Potential(nn.Module):
     @classmethod
     def from_settings(cls, settings: Settings, device: str = "cpu", dtype: torch.dtype = torch.float64,
                       scaling_path: str | Path | None = None, scaling_stats: list[ScalingStats] | None = None,
-                      seed: int | None = None) -> "Potential":
+                      seed: int | None = None, sf_backend: str = "auto") -> "Potential":
         """Architecture from ``input.nn``; weights random (torch init) until loaded or trained."""
         path = settings.path
         n_el = settings.get_int("number_of_elements")
@@ -160,7 +187,7 @@ class Potential(nn.Module):
         if scaling_stats is None and scaling_path is not None:
             scaling_stats = read_scaling_data(scaling_path, [sf_set.n_sf[e] for e in sf_set.elements])
             scaling_path = str(scaling_path)
-        pot = cls(settings, sf_set, networks, None, device=device, dtype=dtype)
+        pot = cls(settings, sf_set, networks, None, device=device, dtype=dtype, sf_backend=sf_backend)
         pot._scaling_path = str(scaling_path) if scaling_path else "scaling.data"
         pot.set_scaling(scaling_stats)
         return pot
@@ -223,8 +250,11 @@ class Potential(nn.Module):
 
     # -------------------------------------------------------------- prediction
     def check_extrapolation(self, G: np.ndarray, species: np.ndarray, structure_index: int = 0,
-                            max_messages: int = 10) -> list[tuple]:
-        """SF values outside [Gmin, Gmax] of scaling.data, as n2p2 warns about them."""
+                            max_messages: int = 10, rel_tol: float = 1e-12) -> list[tuple]:
+        """SF values outside [Gmin, Gmax] of scaling.data, as n2p2 warns about them.
+
+        rel_tol : tolerance relative to |Gmin| + |Gmax| (larger for G computed in float32).
+        """
         if self.scaling_stats is None:
             return []
         found = []
@@ -234,7 +264,7 @@ class Potential(nn.Module):
             g = G[idx, : len(st.g_min)]
             # a tolerance of a few ulps of the range: n2p2 computes the same values in its
             # normalised units, so values at the very edge of the range differ by rounding only
-            tol = 1e-12 * (np.abs(st.g_max) + np.abs(st.g_min))
+            tol = rel_tol * (np.abs(st.g_max) + np.abs(st.g_min))
             bad = np.argwhere((g < st.g_min - tol) | (g > st.g_max + tol))
             for a, s in bad:
                 found.append((structure_index, int(idx[a]), e, int(s), float(g[a, s]),
@@ -285,21 +315,66 @@ class Potential(nn.Module):
             a0 = a1
         return chunks
 
+    # ------------------------------------------------------- SF backend choice
+    def resolve_sf_backend(self, sf_backend: str | None = None) -> str:
+        """"numba" or "torch" for ``sf_backend`` (None: the potential's ``sf_backend``); "auto" is
+        torch on a CUDA device, else numba."""
+        name = _check_sf_backend(self.sf_backend if sf_backend is None else sf_backend)
+        if name == "auto":
+            return "torch" if torch.device(self.device_name).type == "cuda" else "numba"
+        return name
+
+    def torch_symmetry_functions(self):
+        """The torch SF backend on this potential's device and dtype (built once), or None when the
+        symmetry functions include a type it does not support (then warns once)."""
+        from hdnnp.descriptors.torch_backend import (
+            TorchSymmetryFunctions,
+            UnsupportedSymmetryFunctionError,
+            default_max_triplets,
+        )
+
+        dev = torch.device(self.device_name)
+        chunk = self.torch_max_triplets_per_chunk
+        if chunk is None:
+            chunk = default_max_triplets(dev)
+        key = (str(dev), self.dtype, chunk)
+        if key not in self._torch_sf_cache:
+            try:
+                self._torch_sf_cache[key] = TorchSymmetryFunctions(self.sf_set, dev, self.dtype, chunk)
+            except UnsupportedSymmetryFunctionError as exc:
+                self._torch_sf_cache[key] = None
+                if not self._sf_fallback_warned:
+                    self._sf_fallback_warned = True
+                    warnings.warn(f"{exc}; using the numba symmetry-function kernels on the CPU instead",
+                                  RuntimeWarning, stacklevel=3)
+        return self._torch_sf_cache[key]
+
     def compute(self, structure: Structure, forces: bool = True, stress: bool = True,
-                structure_index: int = 0, derivative_mode: str = "recompute") -> Prediction:
+                structure_index: int = 0, derivative_mode: str = "recompute",
+                sf_backend: str | None = None) -> Prediction:
         """Energy, forces (and stress for periodic cells) of one structure.
 
-        derivative_mode : "recompute" (default and fastest: a values-only kernel pass, the
-        networks, then a second pass contracting dE/dG on the fly; memory O(pairs)) or "store"
-        (one pass keeping dG/dr per pair and SF, contracted afterwards; processed in chunks of
-        atoms of at most ``STORE_CHUNK_BYTES``, so memory stays linear). Both give the same result
-        to rounding. The symmetry-function kernels run on the CPU (numba threads, see
-        ``numba.set_num_threads``); only the networks run on ``device``.
+        sf_backend : "numba", "torch" or "auto" (None: the potential's ``sf_backend``; see the class).
+        With numba, the symmetry-function kernels run on the CPU (numba threads, see
+        ``numba.set_num_threads``) and only the networks on ``device``; with torch, everything after
+        the neighbour list (vesin, CPU) runs on ``device``.
+
+        derivative_mode (numba backend only) : "recompute" (default and fastest: a values-only kernel
+        pass, the networks, then a second pass contracting dE/dG on the fly; memory O(pairs)) or
+        "store" (one pass keeping dG/dr per pair and SF, contracted afterwards; processed in chunks
+        of atoms of at most ``STORE_CHUNK_BYTES``, so memory stays linear). Both give the same result
+        to rounding. The torch backend does one autograd pass when the structure's triplets fit in
+        one chunk (``torch_max_triplets_per_chunk``), else values first and then the gradients
+        chunk by chunk (bounded memory).
         """
         from hdnnp.descriptors import kernels as K
 
         if derivative_mode not in ("recompute", "store"):
             raise ValueError(f"derivative_mode must be 'recompute' or 'store', not {derivative_mode!r}")
+        if self.resolve_sf_backend(sf_backend) == "torch":
+            tsf = self.torch_symmetry_functions()
+            if tsf is not None:
+                return self._compute_torch(tsf, structure, forces, stress, structure_index)
         sfs = self.sf_set
         n = len(structure)
         species = sfs.species_of(structure)
@@ -330,6 +405,58 @@ class Potential(nn.Module):
         result.virial = W
         if stress and structure.cell is not None:
             result.stress = -W / abs(np.linalg.det(structure.cell))
+        return result
+
+    def _compute_torch(self, tsf, structure: Structure, forces: bool, stress: bool,
+                       structure_index: int) -> Prediction:
+        """``compute`` with the torch SF backend: neighbour list on the CPU, the rest on ``device``."""
+        from hdnnp.descriptors.torch_backend import forces_and_virial
+
+        sfs = self.sf_set
+        n = len(structure)
+        species = sfs.species_of(structure)
+        nl = sfs.neighbors(structure)
+        data = tsf.prepare(nl, species)
+        sp_t = torch.as_tensor(species, device=data.vectors.device)
+        pg = None
+        if not forces:
+            with torch.no_grad():
+                G = tsf.values(data)
+                e_atoms = self.atomic_energies_from_G(G, sp_t)
+        elif data.n_triplets <= tsf.max_triplets_per_chunk:
+            # small: one graph from the pair vectors to the energy, one backward pass
+            with torch.enable_grad():
+                vec = data.vectors.detach().requires_grad_(True)
+                G = tsf.values(data, vec)
+                e_atoms = self.atomic_energies_from_G(G, sp_t)
+                (pg,) = torch.autograd.grad(e_atoms.sum(), vec, allow_unused=True)
+        else:
+            # large: values, networks and dE/dG, then the SF gradients chunk by chunk
+            with torch.no_grad():
+                G = tsf.values(data)
+            with torch.enable_grad():
+                G_in = G.detach().requires_grad_(True)
+                e_atoms = self.atomic_energies_from_G(G_in, sp_t)
+                (dEdG,) = torch.autograd.grad(e_atoms.sum(), G_in)
+            pg = tsf.pair_gradients(data, dEdG)
+        G_np = G.detach().to("cpu", torch.float64).numpy()
+        e_np = e_atoms.detach().to("cpu", torch.float64).numpy()
+        # G in float32 carries rounding errors of ~1e-7 of its range (values that are 0 in exact
+        # arithmetic come out as -1e-7): no warnings for those
+        extrap = self.check_extrapolation(G_np, species, structure_index,
+                                          rel_tol=max(1e-12, 100 * torch.finfo(G.dtype).eps))
+        energy = float(e_np.sum()) + self.energy_shift(structure)
+        result = Prediction(energy=energy, forces=np.zeros((n, 3)), atomic_energies=e_np,
+                            n_extrapolations=len(extrap), extrapolations=extrap)
+        if not forces:
+            return result
+        if pg is None:  # no pair within the cutoff
+            pg = torch.zeros_like(data.vectors)
+        F, W = forces_and_virial(data, pg.detach())
+        result.forces = F.to("cpu", torch.float64).numpy()
+        result.virial = W.to("cpu", torch.float64).numpy()
+        if stress and structure.cell is not None:
+            result.stress = -result.virial / abs(np.linalg.det(structure.cell))
         return result
 
     def predict(self, structures: list[Structure], forces: bool = True, stress: bool = True) -> list[Prediction]:

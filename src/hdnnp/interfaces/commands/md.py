@@ -65,6 +65,9 @@ def add_parser(subparsers) -> None:
                    help="write restart.npz every K steps (default 0: at the end only)")
     p.add_argument("-o", "--outdir", default="md", help="output directory (default ./md)")
     p.add_argument("--device", default="cpu", help="torch device for the networks (cpu, cuda)")
+    p.add_argument("--sf-backend", choices=("auto", "numba", "torch"), default="auto",
+                   help="symmetry functions: numba (CPU kernels), torch (on --device) or auto "
+                        "(default: torch on a CUDA device, else numba)")
     p.add_argument("--derivative-mode", choices=("auto", "store", "recompute"), default="auto",
                    help="force the Potential's derivative mode (default auto: the Potential's default)")
     p.add_argument("--threads", type=int, default=None, help="torch and numba threads")
@@ -81,13 +84,17 @@ def run(args) -> int:
     set_threads(args.threads)
     if args.structure is None and args.restart is None:
         raise SettingsError("give a STRUCTURE file or --restart FILE")
-    ff = HDNNPForceField(args.potential_dir, length_unit=args.length_unit, energy_unit=args.energy_unit,
+    from hdnnp.model.potential import Potential
+
+    potential = Potential.from_n2p2(args.potential_dir, device=args.device, sf_backend=args.sf_backend)
+    ff = HDNNPForceField(potential, length_unit=args.length_unit, energy_unit=args.energy_unit,
                          device=args.device, derivative_mode=args.derivative_mode)
     log.info("*** SETUP: POTENTIAL ***")
     log.info("potential      : %s (elements %s, cutoff %.4f Å)", args.potential_dir,
              " ".join(ff.potential.elements), ff.cutoff_angstrom)
     log.info("units          : length %s, energy %s (%s)", ff.units.length_unit, ff.units.energy_unit,
              ff.units.source)
+    log.info("device         : %s (symmetry functions: %s backend)", args.device, potential.resolve_sf_backend())
     atoms = None
     if args.restart is None:
         atoms = read_structure(args.structure, ff.units.length_factor, ff.units.energy_factor,

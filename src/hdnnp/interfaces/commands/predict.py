@@ -16,7 +16,11 @@ def add_parser(sub) -> None:
     p.add_argument("data", help="structures: n2p2 input.data (or any file ASE reads, positions in the potential's length unit)")
     p.add_argument("-o", "--output", default=".", help="output directory (default: current directory)")
     p.add_argument("--device", default="cpu", help="torch device for the networks (cpu, cuda)")
-    p.add_argument("--float32", action="store_true", help="evaluate the networks in float32")
+    p.add_argument("--sf-backend", choices=("auto", "numba", "torch"), default="auto",
+                   help="symmetry functions: numba (CPU kernels), torch (on --device) or auto "
+                        "(default: torch on a CUDA device, else numba)")
+    p.add_argument("--float32", action="store_true",
+                   help="evaluate the networks (and, with the torch backend, the symmetry functions) in float32")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=run)
 
@@ -59,9 +63,11 @@ def run(args) -> int:
         raise HDNNPError(f"refusing to overwrite {', '.join(existing)}; use --overwrite or another -o directory")
     dtype = torch.float32 if args.float32 else torch.float64
     log.info("*** SETUP: POTENTIAL ***  %s", args.potential)
-    pot = Potential.from_n2p2(args.potential, device=args.device, dtype=dtype)
+    pot = Potential.from_n2p2(args.potential, device=args.device, dtype=dtype, sf_backend=args.sf_backend)
     log.info("elements %s, symmetry functions %s, cutoff %.6g", " ".join(pot.elements),
              pot.sf_set.n_sf, pot.sf_set.cutoff)
+    log.info("device %s, %s, symmetry functions: %s backend", args.device, str(dtype).replace("torch.", ""),
+             pot.resolve_sf_backend())
     structures = read_structures(args.data)
     log.info("*** PREDICTION ***  %d structures, %d atoms", len(structures), sum(len(s) for s in structures))
     t0 = time.perf_counter()
