@@ -128,3 +128,27 @@ def test_predict_cli_outputs(anchors, tmp_path):
     assert abs(atoms.get_potential_energy() - e_ref[3]) < 1e-8
     # refuses to overwrite without --overwrite
     assert main(["predict", str(pot_dir), str(pot_dir / "input.data"), "-o", str(out)]) == 1
+
+
+def test_predict_reports_errors_against_the_reference(anchors, tmp_path, caplog):
+    from hdnnp.io.n2p2_data import read_input_data
+    from hdnnp.training.metrics import reference_errors
+
+    pot_dir = anchors / "potentials" / "Cu2S_PBE"
+    ref = read_input_data(pot_dir / "input.data")[0]
+    e_nn = np.loadtxt(anchors / "predict" / "Cu2S_PBE" / "energy.out")[3]
+    f_nn = np.loadtxt(anchors / "predict" / "Cu2S_PBE" / "nnforces.out")[:, 5:8]
+    with caplog.at_level("INFO", logger="hdnnp"):
+        assert main(["predict", str(pot_dir), str(pot_dir / "input.data"), "-o", str(tmp_path / "o")]) == 0
+    text = caplog.text
+    rmse_e = abs(e_nn - ref.energy) / len(ref)
+    rmse_f = float(np.sqrt(np.mean((f_nn - ref.forces) ** 2)))
+    assert f"energy per atom: RMSE {rmse_e:.6g}" in text and f"force component: RMSE {rmse_f:.6g}" in text
+
+    class P:  # a prediction without forces counts energies only
+        energy, forces = ref.energy + 2.0 * len(ref), None
+
+    m = reference_errors([ref], [P()])
+    assert m["rmse_epa"] == 2.0 and m["n_comp"] == 0
+    ref.energy = None
+    assert reference_errors([ref], [P()]) is None

@@ -31,6 +31,33 @@ def sums_to_metrics(s: np.ndarray) -> dict:
     }
 
 
+def reference_errors(structures, predictions) -> dict | None:
+    """RMSE/MAE (``sums_to_metrics`` keys) of predictions against the reference energies and
+    forces stored with the structures, in their units; None when no structure has a reference
+    energy. Forces count only where the structure has reference forces.
+
+    structures : sequence of ``Structure`` (energy, forces may be None).
+    predictions : matching sequence with ``.energy`` and ``.forces`` (n_atoms, 3).
+    """
+    s = np.zeros(len(SUM_KEYS))
+    for st, p in zip(structures, predictions):
+        if st.energy is None:
+            continue
+        n = len(st)
+        de = float(p.energy) - float(st.energy)
+        s[0] += 1
+        s[2] += (de / n) ** 2
+        s[3] += de**2
+        s[4] += abs(de / n)
+        s[5] += abs(de)
+        if st.forces is not None and p.forces is not None:
+            df = np.asarray(p.forces) - np.asarray(st.forces)
+            s[1] += df.size
+            s[6] += float(np.sum(df**2))
+            s[7] += float(np.sum(np.abs(df)))
+    return sums_to_metrics(s) if s[0] else None
+
+
 def loss_from_metrics(m: dict, conv_energy: float, conv_length: float, force_weight: float, use_forces: bool) -> float:
     """The training loss (normalised units) of a whole set from its physical-unit metrics."""
     loss = (m["rmse_epa"] * conv_energy) ** 2

@@ -12,7 +12,6 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 
 log = logging.getLogger("hdnnp")
 
@@ -30,29 +29,23 @@ def add_parser(sub) -> None:
 
 
 def holdout_errors(run_dir: Path, holdout: Path) -> dict:
-    """RMSE of energy (meV/atom) and forces (meV/Å) on held-out frames (eV/Å data)."""
+    """RMSE and MAE of energy (meV/atom) and forces (meV/Å) on held-out frames (eV/Å data)."""
     from hdnnp.io.n2p2_data import read_input_data
     from hdnnp.model.potential import Potential
+    from hdnnp.training.metrics import reference_errors
 
     pot = Potential.from_n2p2(run_dir)
     frames = read_input_data(holdout)
-    de, df = [], []
-    n_extrap = 0
     quiet = logging.getLogger("hdnnp").level
     logging.getLogger("hdnnp").setLevel(logging.ERROR)  # one summary line instead of per-frame warnings
     try:
-        for s in frames:
-            r = pot.compute(s, stress=False)
-            n_extrap += r.n_extrapolations
-            de.append((r.energy - s.energy) / len(s))
-            df.append((r.forces - s.forces).ravel())
+        preds = [pot.compute(s, stress=False) for s in frames]
     finally:
         logging.getLogger("hdnnp").setLevel(quiet)
-    de = np.array(de)
-    df = np.concatenate(df)
-    return {"frames": len(frames), "extrapolation_warnings": n_extrap, "rmse_e_meV_atom": 1e3 * float(np.sqrt(np.mean(de**2))),
-            "rmse_f_meV_A": 1e3 * float(np.sqrt(np.mean(df**2))),
-            "mae_e_meV_atom": 1e3 * float(np.mean(np.abs(de))), "mae_f_meV_A": 1e3 * float(np.mean(np.abs(df)))}
+    m = reference_errors(frames, preds)
+    return {"frames": len(frames), "extrapolation_warnings": sum(p.n_extrapolations for p in preds),
+            "rmse_e_meV_atom": 1e3 * m["rmse_epa"], "rmse_f_meV_A": 1e3 * m["rmse_f"],
+            "mae_e_meV_atom": 1e3 * m["mae_epa"], "mae_f_meV_A": 1e3 * m["mae_f"]}
 
 
 def run(args) -> int:

@@ -25,33 +25,13 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def read_structures(path: str):
-    """n2p2 input.data by content, anything else through ASE (no unit conversion)."""
-    from hdnnp.errors import ReadError
-    from hdnnp.io.n2p2_data import read_input_data
-    from hdnnp.structure import Structure
-
-    p = Path(path)
-    if not p.exists():
-        raise ReadError(p, None, "file not found")
-    with open(p, encoding="utf-8", errors="replace") as fh:
-        head = [ln.split()[0] for ln in (fh.readline() for _ in range(20)) if ln.strip()]
-    if p.name.endswith(".data") or (head and head[0] == "begin"):
-        return read_input_data(p, wrap=False)
-    import ase.io
-
-    try:
-        frames = ase.io.read(str(p), index=":")
-    except Exception as exc:  # ASE raises many types for unreadable files
-        raise ReadError(p, None, f"ASE cannot read it: {exc}") from None
-    return [Structure.from_ase(a) for a in frames]
-
-
 def run(args) -> int:
     import torch
 
     from hdnnp.io.n2p2_output import write_predict_outputs
+    from hdnnp.io.structure_files import read_structures
     from hdnnp.model.potential import Potential
+    from hdnnp.training.metrics import reference_errors
 
     outdir = Path(args.output)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -96,5 +76,18 @@ def run(args) -> int:
         log.info("structure %4d: %6d atoms  E = %.10f  (%.10f per atom)", c, len(s), p.energy, p.energy / len(s))
     log.info("%d structures in %.3f s (%.3f ms/atom); energies and forces in the potential's units",
              len(structures), dt, 1e3 * dt / max(n_atoms, 1))
+    m = reference_errors(structures, preds)
+    if m is not None:
+        log.info("*** ERRORS against the reference energies/forces in %s (%d structures) ***", args.data,
+                 m["n_struct"])
+        log.info("energy per atom: RMSE %.6g  MAE %.6g (potential units)", m["rmse_epa"], m["mae_epa"])
+        if m["n_comp"]:
+            log.info("force component: RMSE %.6g  MAE %.6g (potential units)", m["rmse_f"], m["mae_f"])
+        if pot.length_unit and pot.energy_unit:  # declared in input.nn (hdnnp_*_unit)
+            from hdnnp.units import energy_factor, length_factor
+
+            ef, lf = energy_factor(pot.energy_unit), length_factor(pot.length_unit)
+            log.info("in meV: energy RMSE %.3f meV/atom%s", 1e3 * ef * m["rmse_epa"],
+                     f", force RMSE {1e3 * ef / lf * m['rmse_f']:.2f} meV/Å" if m["n_comp"] else "")
     log.info("wrote %s", ", ".join(str(t) for t in targets))
     return 0
