@@ -172,10 +172,13 @@ def test_toy_potential_chunked_and_finite_differences():
     pot = _toy()
     rng = np.random.default_rng(21)
     s = _structure(rng, 9, CELL)
-    r_one = pot.compute(s, sf_backend="torch")  # fits in one chunk: one autograd graph
-    pot.torch_max_triplets_per_chunk = 50  # values, then gradients chunk by chunk
-    r_chunked = pot.compute(s, sf_backend="torch")
+    r_one = pot.compute(s, sf_backend="torch")  # one chunk, one autograd graph
+    pot.torch_max_triplets_per_chunk = 50
+    r_graph = pot.compute(s, sf_backend="torch")  # many chunks, one autograd graph
+    pot.torch_graph_max_bytes = 0
+    r_chunked = pot.compute(s, sf_backend="torch")  # values, then gradients chunk by chunk
     assert pot.torch_symmetry_functions().prepare(pot.sf_set.neighbors(s), pot.sf_set.species_of(s)).n_chunks > 10
+    _assert_same(r_graph, r_one, e_rel=1e-14, f_rel=1e-12)
     _assert_same(r_chunked, r_one, e_rel=1e-14, f_rel=1e-12)
     fd = central_difference_forces(lambda x: pot.compute(x, forces=False, sf_backend="torch").energy,
                                    s, [0, 4], 1e-5)
@@ -320,6 +323,7 @@ def test_cuda(anchors, anchor_cases):
         assert pot.resolve_sf_backend() == "torch"
         _assert_same(pot.compute(s), r0, e_rel=1e-12, f_rel=1e-10)
         pot.torch_max_triplets_per_chunk = 50_000
+        pot.torch_graph_max_bytes = 0
         _assert_same(pot.compute(s), r0, e_rel=1e-12, f_rel=1e-10)
         r32 = Potential.from_n2p2(d, device="cuda", dtype=torch.float32).compute(s)
         assert abs(r32.energy - r0.energy) < 1e-6 * abs(r0.energy)

@@ -29,11 +29,21 @@ How the work is organised (vectorised; no Python loop over atoms)
   all groups is computed once per pair; triplets (j<k) are generated from the grouped pair
   list with ``repeat_interleave`` in chunks of at most ``max_triplets_per_chunk``, so peak memory
   is bounded. For purely narrow blocks triplets with r_jk >= max r_c are dropped before any
-  arithmetic (about half of them in a dense liquid).
-* gradients (``pair_gradients``): the chunks are recomputed with autograd against dE/dG and
-  back-propagated one at a time (the per-pair factors once per block), so memory stays bounded
-  at ``max_triplets_per_chunk`` also with derivatives. ``values`` with ``vectors`` that require
-  grad keeps one graph over all chunks instead (fastest when the structure is small).
+  arithmetic (about half of them in a dense liquid). Per atom the sums M[k, q] = sum_t A_k P_q
+  (P_q = c R_q R_q J_q) come from one batched matrix product over the atoms of a chunk (triplets
+  padded per atom) and G_s = M[k_s, q_s]; forming and scatter-adding the (triplets, SFs) product
+  instead was about 10x slower on the CPU for Anisole (54 SFs per block). Per-triplet arrays are
+  feature-major ((features, triplets)), which vectorises better than the transpose.
+* gradients: ``values`` with ``vectors`` that require grad keeps one graph over all chunks (the
+  fastest: one forward and one backward pass; memory ~``graph_bytes``). ``pair_gradients``
+  bounds the memory instead: after a values pass and dE/dG, each chunk is recomputed with
+  autograd and back-propagated on its own (the per-pair factors once per block); this costs
+  1.2-1.8x the single pass (CPU). ``Potential.compute`` picks one by ``torch_graph_max_bytes``.
+
+Not done: the moment expansion of wide type-9 SFs with integer zeta (sum over pairs of
+R_j R_k (u_j . u_k)^m from per-atom moments, O(pairs) instead of O(triplets)): in the anchor
+potentials wide groups share their triplets with narrow ones (Cu2S) or do not occur (H2O), so the
+triplets are needed anyway.
 """
 
 from __future__ import annotations
@@ -51,8 +61,9 @@ from hdnnp.descriptors.symmetry_functions import angle_radians
 SUPPORTED_TYPES = frozenset({2, 3, 9, 12, 13, 20, 21, 22, 23, 24, 25})
 
 #: default bound on the triplets (and pair x SF entries of radial blocks) processed at once on
-#: the CPU (measured on H2O/Anisole: 2^15..2^19 within 10 %, 2^21 ~50 % slower: cache) and on a GPU
-#: (larger chunks amortise kernel launches; ~1 GB of temporaries in float64 for the H2O potential)
+#: the CPU (measured on H2O/Anisole: 2^15..2^19 within ~10 %, 2^21 ~50 % slower: cache) and on a
+#: GPU (larger chunks amortise kernel launches; not measured: no GPU was available; estimated
+#: ~0.6 GB of temporaries per chunk in float64 for the H2O potential)
 DEFAULT_MAX_TRIPLETS = 1 << 17
 DEFAULT_MAX_TRIPLETS_GPU = 1 << 21
 
@@ -306,7 +317,7 @@ class PairData:
     """A neighbour list on the device, with the per-block pair selections and triplet plans.
 
     i, j : (n_pairs,) atom indices; vectors : (n_pairs, 3) r_j - r_i + S @ cell (dtype of the
-    backend); shifts : (n_pairs, 3) integer cell shifts S (for ``pair_vectors``);
+    backend); shifts : (n_pairs, 3) integer cell shifts S (numpy, CPU: only ``pair_vectors`` needs them);
     radial : per radial block, the indices of its pairs; angular : per angular block, its plan.
     """
 
@@ -314,7 +325,7 @@ class PairData:
     i: torch.Tensor
     j: torch.Tensor
     vectors: torch.Tensor
-    shifts: torch.Tensor
+    shifts: np.ndarray
     radial: list = field(default_factory=list)
     angular: list = field(default_factory=list)
 
@@ -454,8 +465,7 @@ class TorchSymmetryFunctions:
         i = torch.as_tensor(nl.i, device=dev)
         j = torch.as_tensor(nl.j, device=dev)
         vec = torch.as_tensor(nl.vectors, device=dev).to(dt)
-        shifts = torch.as_tensor(nl.shifts, device=dev)
-        data = PairData(n_atoms=n, i=i, j=j, vectors=vec, shifts=shifts)
+        data = PairData(n_atoms=n, i=i, j=j, vectors=vec, shifts=nl.shifts)
         if len(i) == 0:
             return data
         d = torch.linalg.vector_norm(vec, dim=1)
@@ -666,6 +676,22 @@ class TorchSymmetryFunctions:
                 pg.index_add_(0, plan.L, (gv + acc[0]).T)
         return pg
 
+    def graph_bytes(self, data: PairData) -> int:
+        """Rough upper estimate of the memory (bytes) that ``values`` keeps for autograd when the
+        pair vectors require grad (one graph over all chunks): per generated triplet, the gathered
+        geometry, the group and kind factors, the padded per-atom arrays and the index tensors.
+        Calibrated on the H2O and Anisole potentials (measured: 155 B/triplet in float32 and
+        300 B in float64 for H2O; the estimate is about 1.5x that)."""
+        item = torch.finfo(self.dtype).bits // 8
+        total = 0
+        for plan in data.angular:
+            b = plan.block
+            nq, nk = b.basis.n, b.kinds.n
+            total += plan.n_triplets * (item * (12 + 5.5 * nq + 3 * b.n_narrow + 4.5 * nk) + 48)
+        for blk, chunks in data.radial:
+            total += sum(len(c) for c in chunks) * item * (6 + 4 * len(blk.cols))
+        return int(total)
+
     def compute(self, nl, species) -> torch.Tensor:
         """G (n_atoms, max_sf) of a structure's neighbour list (no gradient)."""
         with torch.no_grad():
@@ -677,7 +703,7 @@ class TorchSymmetryFunctions:
         differentiable w.r.t. both, for G as a function of positions."""
         v = positions[data.j] - positions[data.i]
         if cell is not None:
-            v = v + data.shifts.to(positions.dtype) @ cell
+            v = v + torch.as_tensor(data.shifts, device=positions.device).to(positions.dtype) @ cell
         return v
 
 
