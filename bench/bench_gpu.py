@@ -131,7 +131,8 @@ def run_row(label, pot, s, backend, device, repeats, t_nl, stages: bool, child: 
                neighbour_list_s=t_nl, without_nl_ms_per_atom=(wall - t_nl) / n * 1e3,
                peak_mib=mem, peak_what=mem_what, load=os.getloadavg()[0])
     print(f"{label:34s} {wall * 1e3:9.1f} ms  {ms_atom:8.4f} ms/atom  {n / wall:10.0f} atoms/s  "
-          f"{row['x_n2p2_one_core']:7.2f}x n2p2 1 core  | without nbr list {row['without_nl_ms_per_atom']:8.4f} ms/atom  "
+          f"{row['x_n2p2_one_core']:7.2f}x n2p2 1 core  "
+          f"| without nbr list {row['without_nl_ms_per_atom']:8.4f} ms/atom  "
           f"| peak {mem:8.1f} MiB ({mem_what})  [load {row['load']:.2f}]", flush=True)
     if stages and backend == "torch":
         row["stages_ms"] = time_stages(pot, s, device, repeats)

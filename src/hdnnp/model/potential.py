@@ -417,7 +417,9 @@ class Potential(nn.Module):
             return self.torch_graph_max_bytes
         if device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
-            return free // 2
+            # blocks cached by torch's allocator count as free (mem_get_info sees them as used)
+            cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+            return (free + cached) // 2
         return 2 * 2**30
 
     def _compute_torch(self, tsf, structure: Structure, forces: bool, stress: bool,
