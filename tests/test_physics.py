@@ -227,3 +227,21 @@ def test_stress_matches_strain_derivative(toy_potential):
                 out.append(toy_potential.compute(x, forces=False).energy)
             fd[a, b] = (out[0] - out[1]) / (2 * h) / vol
     assert np.abs(fd - r.stress).max() < 1e-7 * max(1.0, np.abs(r.stress).max())
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_isolated_atoms_and_empty_structures(toy_potential, backend):
+    """Atoms beyond each other's cutoff see G = 0: the energy is the sum of the two free-atom
+    network outputs, forces vanish; an empty structure has zero energy."""
+    far = Structure(elements=["O", "H"], positions=np.array([[0.0, 0.0, 0.0], [30.0, 0.0, 0.0]]))
+    one_o = Structure(elements=["O"], positions=np.zeros((1, 3)))
+    one_h = Structure(elements=["H"], positions=np.zeros((1, 3)))
+    r = toy_potential.compute(far, sf_backend=backend)
+    e_sum = (toy_potential.compute(one_o, sf_backend=backend).energy
+             + toy_potential.compute(one_h, sf_backend=backend).energy)
+    assert r.energy == pytest.approx(e_sum, rel=1e-12, abs=1e-12) and np.all(r.forces == 0.0)
+    for cell in (None, 10.0 * np.eye(3)):
+        empty = Structure(elements=[], positions=np.zeros((0, 3)), cell=cell)
+        e = toy_potential.compute(empty, sf_backend=backend)
+        assert e.energy == 0.0 and e.forces.shape == (0, 3)
+        assert (e.stress is not None) == (cell is not None)

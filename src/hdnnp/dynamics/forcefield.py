@@ -115,12 +115,12 @@ def resolve_units(potential, length_unit: str | None = None, energy_unit: str | 
     return PotentialUnits(lu, eu, source)
 
 
-def load_potential(potential, device: str = "cpu"):
+def load_potential(potential, device: str = "cpu", sf_backend: str = "auto"):
     """A Potential from a directory (n2p2 format) or the Potential itself."""
     from hdnnp.model.potential import Potential
 
     if isinstance(potential, (str, Path)):
-        return Potential.from_n2p2(potential, device=device)
+        return Potential.from_n2p2(potential, device=device, sf_backend=sf_backend)
     return potential
 
 
@@ -131,14 +131,16 @@ class HDNNPForceField:
     ----------
     potential : Potential or path of an n2p2 potential directory.
     length_unit, energy_unit : override the potential's units (see :func:`resolve_units`).
-    device : torch device for the networks when ``potential`` is a path.
+    device : torch device when ``potential`` is a path (networks; with the torch SF backend
+        everything after the neighbour list).
+    sf_backend : "auto" (torch on CUDA, else numba), "numba" or "torch", when ``potential`` is a path.
     derivative_mode : "auto" (the Potential's default), or force "store" / "recompute"
         (see ``Potential.compute``).
     """
 
     def __init__(self, potential, length_unit: str | None = None, energy_unit: str | None = None,
-                 device: str = "cpu", derivative_mode: str = "auto"):
-        self.potential = load_potential(potential, device=device)
+                 device: str = "cpu", derivative_mode: str = "auto", sf_backend: str = "auto"):
+        self.potential = load_potential(potential, device=device, sf_backend=sf_backend)
         self.units = resolve_units(self.potential, length_unit, energy_unit)
         self._lf = self.units.length_factor
         self._ef = self.units.energy_factor

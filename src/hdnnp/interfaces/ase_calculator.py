@@ -27,8 +27,7 @@ class HDNNPCalculator(Calculator):
     potential : path of an n2p2-format potential directory, or a ``Potential``.
     length_unit, energy_unit : the potential's units ('bohr', 'hartree', ...), overriding
         what input.nn declares; needed for plain n2p2 potentials not in Å/eV.
-    device : torch device for the networks ("cpu", "cuda").
-    derivative_mode : see ``HDNNPForceField``.
+    device : torch device ("cpu", "cuda"); sf_backend, derivative_mode : see ``HDNNPForceField``.
 
     Properties: ``energy`` = ``free_energy`` (eV), ``forces`` (eV/Å), ``energies`` (eV per
     atom: network atomic energy plus the atom's share of mean energy and ``atom_energy``
@@ -40,10 +39,10 @@ class HDNNPCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "forces", "energies", "stress"]
 
     def __init__(self, potential, length_unit: str | None = None, energy_unit: str | None = None,
-                 device: str = "cpu", derivative_mode: str = "auto", **kwargs):
+                 device: str = "cpu", derivative_mode: str = "auto", sf_backend: str = "auto", **kwargs):
         super().__init__(**kwargs)
         self.force_field = HDNNPForceField(potential, length_unit=length_unit, energy_unit=energy_unit,
-                                           device=device, derivative_mode=derivative_mode)
+                                           device=device, derivative_mode=derivative_mode, sf_backend=sf_backend)
 
     @property
     def potential(self):

@@ -376,6 +376,12 @@ class Potential(nn.Module):
 
         if derivative_mode not in ("recompute", "store"):
             raise ValueError(f"derivative_mode must be 'recompute' or 'store', not {derivative_mode!r}")
+        if len(structure) == 0:  # nothing to sum: zero energy, no forces
+            virial = np.zeros((3, 3)) if forces else None
+            empty = Prediction(energy=0.0, forces=np.zeros((0, 3)), atomic_energies=np.zeros(0), virial=virial)
+            if forces and stress and structure.cell is not None:
+                empty.stress = np.zeros((3, 3))
+            return empty
         if self.resolve_sf_backend(sf_backend) == "torch":
             tsf = self.torch_symmetry_functions()
             if tsf is not None:
