@@ -14,7 +14,7 @@ from hdnnp.descriptors.sf_set import SymmetryFunctionSet
 from hdnnp.io.input_nn import Settings
 from hdnnp.model.potential import Potential
 from hdnnp.structure import Structure
-from hdnnp.testing import central_difference_forces, random_rotation
+from hdnnp.testing import central_difference_forces, central_difference_stress, random_rotation
 
 SF_LINES = {
     2: ["H 2 O 0.3 0.8 4.0", "O 2 H 0.5 0.0 4.0", "H 2 H 0.1 0.0 3.5"],
@@ -211,21 +211,7 @@ def test_stress_matches_strain_derivative(toy_potential):
     cell = np.array([[5.0, 0.0, 0.0], [0.6, 4.7, 0.0], [0.2, 0.3, 5.1]])
     s = random_cluster(rng, n=8, cell=cell)
     r = toy_potential.compute(s)
-    vol = abs(np.linalg.det(cell))
-    h = 1e-5
-    fd = np.zeros((3, 3))
-    for a in range(3):
-        for b in range(3):
-            eps = np.zeros((3, 3))
-            eps[a, b] = h
-            out = []
-            for sign in (1, -1):
-                d = np.eye(3) + sign * eps
-                x = s.copy()
-                x.positions = s.positions @ d.T
-                x.cell = s.cell @ d.T
-                out.append(toy_potential.compute(x, forces=False).energy)
-            fd[a, b] = (out[0] - out[1]) / (2 * h) / vol
+    fd = central_difference_stress(lambda x: toy_potential.compute(x, forces=False).energy, s, 1e-5)
     assert np.abs(fd - r.stress).max() < 1e-7 * max(1.0, np.abs(r.stress).max())
 
 

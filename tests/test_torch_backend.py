@@ -26,7 +26,7 @@ from hdnnp.descriptors.torch_backend import TorchSymmetryFunctions, UnsupportedS
 from hdnnp.io.input_nn import Settings
 from hdnnp.io.n2p2_data import read_input_data
 from hdnnp.model.potential import Potential
-from hdnnp.testing import central_difference_forces
+from hdnnp.testing import central_difference_forces, central_difference_stress
 
 CUTOFFS = [(0, 0.0), (1, 0.2), (2, 0.0), (3, 0.0), (4, 0.1), (5, 0.1), (6, 0.3), (7, 0.2), (8, 0.0)]
 
@@ -184,21 +184,7 @@ def test_toy_potential_chunked_and_finite_differences():
                                    s, [0, 4], 1e-5)
     assert np.abs(fd - r_chunked.forces[[0, 4]]).max() < 1e-7 * np.abs(r_chunked.forces).max()
     # stress = (1/V) dE/d(strain)
-    vol = abs(np.linalg.det(s.cell))
-    h = 1e-5
-    fd_s = np.zeros((3, 3))
-    for a in range(3):
-        for b in range(3):
-            eps = np.zeros((3, 3))
-            eps[a, b] = h
-            e = []
-            for sign in (1, -1):
-                d = np.eye(3) + sign * eps
-                x = s.copy()
-                x.positions = s.positions @ d.T
-                x.cell = s.cell @ d.T
-                e.append(pot.compute(x, forces=False, sf_backend="torch").energy)
-            fd_s[a, b] = (e[0] - e[1]) / (2 * h) / vol
+    fd_s = central_difference_stress(lambda x: pot.compute(x, forces=False, sf_backend="torch").energy, s, 1e-5)
     assert np.abs(fd_s - r_chunked.stress).max() < 1e-7 * np.abs(r_chunked.stress).max()
 
 

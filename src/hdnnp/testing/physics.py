@@ -35,6 +35,25 @@ def central_difference_forces(energy: Callable[[Structure], float], structure: S
     return out
 
 
+def central_difference_stress(energy: Callable[[Structure], float], structure: Structure, h: float) -> np.ndarray:
+    """(1/V) dE/d(strain) by central differences of homogeneous deformations x -> (1 + eps) x
+    of positions and cell (periodic structures): (3, 3), energy units per volume unit."""
+    vol = abs(np.linalg.det(structure.cell))
+    out = np.zeros((3, 3))
+    for a in range(3):
+        for b in range(3):
+            e = []
+            for sign in (1.0, -1.0):
+                d = np.eye(3)
+                d[a, b] += sign * h
+                x = structure.copy()
+                x.positions = structure.positions @ d.T
+                x.cell = structure.cell @ d.T
+                e.append(energy(x))
+            out[a, b] = (e[0] - e[1]) / (2.0 * h) / vol
+    return out
+
+
 def fd_convergence(analytic: np.ndarray, fd: Callable[[float], np.ndarray], h: float) -> tuple[float, float]:
     """Max errors of finite differences at h and h/2 against ``analytic``.
 
