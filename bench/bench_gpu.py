@@ -11,8 +11,9 @@ Structure: the 1080-atom liquid-water box of the H2O_RPBE-D3 anchor potential re
 Times are the best of ``--repeats`` calls of ``Potential.compute`` (energy, forces, stress) after
 one warm-up call, with ``torch.cuda.synchronize()`` around each call on a GPU. Printed per row:
 time per call, ms/atom, atoms/s, the multiple of n2p2's one-core throughput (nnp-predict 0.46
-ms/atom for H2O, anchors/n2p2/TIMINGS.md), the time of the neighbour list alone (vesin on the
-CPU, part of every call) and the time without it, and the peak memory of one call: GPU memory
+ms/atom for H2O, anchors/n2p2/TIMINGS.md), the time of the neighbour list alone (part of every call:
+vesin-torch on the GPU when installed and the device is CUDA, else vesin on the CPU) and the time
+without it, and the peak memory of one call: GPU memory
 (``torch.cuda.max_memory_allocated``, reset before the call) on a GPU, the increase of the
 process's peak resident memory (VmHWM, reset through /proc/self/clear_refs) on the CPU.
 ``--compare-numba`` adds a row for the numba CPU kernels (float64 and float32 networks; their
@@ -228,6 +229,15 @@ def main(argv=None) -> int:
         graph = None if args.graph_max_gib is None else int(args.graph_max_gib * 2**30)
         pot.torch_graph_max_bytes = graph
         tsf = pot.torch_symmetry_functions()
+        from hdnnp.neighbors import vesin_torch_available
+
+        on_device = torch.device(args.device).type == "cuda" and vesin_torch_available()
+        t_nl_row = t_nl
+        if on_device:  # the torch backend builds its list with vesin-torch on the GPU
+            pot._torch_neighbors(s)
+            t_nl_row, _ = best_of(lambda: pot._torch_neighbors(s), args.repeats, args.device)
+        print(f"torch {dt}: neighbour list {'vesin-torch on ' + args.device if on_device else 'vesin on the CPU'}"
+              f" {t_nl_row * 1e3:.1f} ms per call", flush=True)
         data = tsf.prepare(nl, pot.sf_set.species_of(s))
         budget = pot._graph_budget(data.vectors.device)
         one_pass = tsf.graph_bytes(data) <= budget
@@ -237,7 +247,7 @@ def main(argv=None) -> int:
         del data
         child = dict(dtype=dt, max_triplets=args.max_triplets, graph=graph, replicate=list(args.replicate))
         rows.append(run_row(f"torch SFs on {torch.device(args.device).type}, {dt}", pot, s, "torch", args.device,
-                            args.repeats, t_nl, args.stages, dict(child, backend="torch")))
+                            args.repeats, t_nl_row, args.stages, dict(child, backend="torch")))
         if args.compare_numba:
             pot_cpu = Potential.from_n2p2(ANCHORS / "potentials" / EXAMPLE, dtype=dtype)
             rows.append(run_row(f"numba SFs (CPU, {numba.get_num_threads()} thr), {dt} nets", pot_cpu, s, "numba",

@@ -26,6 +26,7 @@ from hdnnp.descriptors.torch_backend import TorchSymmetryFunctions, UnsupportedS
 from hdnnp.io.input_nn import Settings
 from hdnnp.io.n2p2_data import read_input_data
 from hdnnp.model.potential import Potential
+from hdnnp.neighbors import neighbor_list_torch, vesin_torch_available
 from hdnnp.testing import central_difference_forces, central_difference_stress
 
 CUTOFFS = [(0, 0.0), (1, 0.2), (2, 0.0), (3, 0.0), (4, 0.1), (5, 0.1), (6, 0.3), (7, 0.2), (8, 0.0)]
@@ -265,6 +266,29 @@ def test_anchor_potentials(anchors, anchor_cases, example):
     assert abs(r32.energy - r0.energy) < 1e-6 * abs(r0.energy)
     assert np.abs(r32.forces - r0.forces).max() < 2e-4 * np.abs(r0.forces).max()
     assert r32.n_extrapolations == 0
+
+
+@pytest.mark.skipif(not vesin_torch_available(), reason="needs pip install vesin-torch")
+@pytest.mark.parametrize("example", ["H2O_RPBE-D3", "Cu2S_PBE", "Anisole_SCAN"])
+def test_device_neighbour_list(anchors, anchor_cases, example):
+    """vesin-torch's list (what a CUDA device uses; built here on the CPU device) gives the same
+    pairs as vesin's, grouped by atom, and the same energy, forces and stress."""
+    d, s = anchor_cases[example]
+    pot = Potential.from_n2p2(d, sf_backend="torch")
+    ref_nl = pot.sf_set.neighbors(s)
+    nl = neighbor_list_torch(s.positions, s.cell, pot.sf_set.cutoff, "cpu")
+    assert torch.equal(nl.start, torch.as_tensor(ref_nl.start))
+    key = lambda i, j, S: sorted(zip(i.tolist(), j.tolist(), map(tuple, S.tolist())))  # noqa: E731
+    assert key(nl.i, nl.j, nl.shifts) == key(ref_nl.i, ref_nl.j, ref_nl.shifts)
+    r_cpu = pot.compute(s)
+    pot.torch_neighbor_list = "device"
+    _assert_same(pot.compute(s), r_cpu, e_rel=1e-13, f_rel=1e-11)
+    for system in ("cluster", "dense"):  # non-periodic; a small cell with several image shells
+        sfs, st, _ = _case(system, 2, 0.0, 3)
+        a, b = sfs.neighbors(st), neighbor_list_torch(st.positions, st.cell, sfs.cutoff, "cpu")
+        assert key(b.i, b.j, b.shifts) == key(a.i, a.j, a.shifts) and len(a.i) > 0
+    with pytest.raises(ValueError, match="coincide"):
+        neighbor_list_torch(np.zeros((2, 3)), None, 3.0, "cpu")
 
 
 def test_predict_cli_torch_backend(anchors, tmp_path):

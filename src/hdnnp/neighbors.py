@@ -87,3 +87,40 @@ def neighbor_list(positions: np.ndarray, cell: np.ndarray | None, cutoff: float)
     if bad >= 0:  # coinciding atoms have no defined direction; n2p2 would divide by zero
         raise ValueError(f"atoms {i[bad]} and {j[bad]} coincide (distance 0); check the structure")
     return NeighborList(i=i, j=j, vectors=D, distances=d, shifts=S, start=start)
+
+
+def vesin_torch_available() -> bool:
+    """True when the optional ``vesin-torch`` package (device-side neighbour lists) imports."""
+    try:
+        import vesin_torch  # noqa: F401
+    except Exception:  # ImportError, or a torch-version mismatch of its compiled library
+        return False
+    return True
+
+
+def neighbor_list_torch(positions: np.ndarray, cell: np.ndarray | None, cutoff: float, device) -> NeighborList:
+    """The same list as ``neighbor_list``, built by vesin-torch on ``device`` (on a CUDA device
+    it runs on the GPU, so the positions never leave it for the torch symmetry functions).
+
+    Fields are torch tensors on ``device`` (i, j, shifts, start int64; vectors, distances
+    float64), grouped by central atom like ``neighbor_list``. Needs ``pip install vesin-torch``.
+    """
+    import torch
+    import vesin_torch
+
+    dev = torch.device(device)
+    n = len(positions)
+    periodic = cell is not None
+    pos = torch.as_tensor(np.ascontiguousarray(positions, dtype=np.float64), device=dev)
+    box = torch.as_tensor(np.ascontiguousarray(cell if periodic else np.zeros((3, 3)), dtype=np.float64),
+                          device=dev)
+    calc = vesin_torch.NeighborList(cutoff=float(cutoff), full_list=True, sorted=True)
+    i, j, S, D, d = calc.compute(points=pos, box=box, periodic=periodic, quantities="ijSDd")
+    i, j, S = i.to(torch.int64), j.to(torch.int64), S.to(torch.int64)
+    if len(i) and bool((d <= 0.0).any()):
+        q = int(torch.nonzero(d <= 0.0)[0, 0])
+        raise ValueError(f"atoms {int(i[q])} and {int(j[q])} coincide (distance 0); check the structure")
+    start = torch.zeros(n + 1, dtype=torch.int64, device=dev)
+    if len(i):
+        start[1:] = torch.cumsum(torch.bincount(i, minlength=n), 0)
+    return NeighborList(i=i, j=j, vectors=D, distances=d, shifts=S, start=start)

@@ -89,6 +89,10 @@ class Potential(nn.Module):
     #: many bytes, else values first and then gradients chunk by chunk (memory bounded by the
     #: chunk size). None: half of the free GPU memory on a CUDA device, 2 GiB on the CPU
     torch_graph_max_bytes: int | None = None
+    #: neighbour list of the torch backend: "auto" (vesin-torch on the device when the potential
+    #: is on a CUDA device and ``pip install vesin-torch`` is done, else vesin on the CPU),
+    #: "device" (always vesin-torch, on ``device``) or "cpu" (vesin, then copied to the device)
+    torch_neighbor_list: str = "auto"
 
     def __init__(self, settings: Settings, sf_set: SymmetryFunctionSet, networks: dict[str, ElementNetwork],
                  scaling_stats: list[ScalingStats] | None, device: str = "cpu",
@@ -428,15 +432,28 @@ class Potential(nn.Module):
             return (free + cached) // 2
         return 2 * 2**30
 
+    def _torch_neighbors(self, structure: Structure):
+        """The neighbour list for the torch backend, built where ``torch_neighbor_list`` says."""
+        from hdnnp.neighbors import neighbor_list_torch, vesin_torch_available
+
+        where = self.torch_neighbor_list
+        if where not in ("auto", "device", "cpu"):
+            raise ValueError(f"torch_neighbor_list must be auto, device or cpu, not {where!r}")
+        dev = torch.device(self.device_name)
+        if where == "device" or (where == "auto" and dev.type == "cuda" and vesin_torch_available()):
+            return neighbor_list_torch(structure.positions, structure.cell, self.sf_set.cutoff, dev)
+        return self.sf_set.neighbors(structure)
+
     def _compute_torch(self, tsf, structure: Structure, forces: bool, stress: bool,
                        structure_index: int) -> Prediction:
-        """``compute`` with the torch SF backend: neighbour list on the CPU, the rest on ``device``."""
+        """``compute`` with the torch SF backend: everything after the neighbour list (see
+        ``torch_neighbor_list``) on ``device``."""
         from hdnnp.descriptors.torch_backend import forces_and_virial
 
         sfs = self.sf_set
         n = len(structure)
         species = sfs.species_of(structure)
-        nl = sfs.neighbors(structure)
+        nl = self._torch_neighbors(structure)
         data = tsf.prepare(nl, species)
         sp_t = torch.as_tensor(species, device=data.vectors.device)
         pg = None
