@@ -221,3 +221,8 @@ def test_cli_symfunctions_writes_trainable_settings(tmp_path, capsys):
     before = out.read_text()
     assert main(argv) == 1 and "exists" in capsys.readouterr().err  # never overwrites silently
     assert out.read_text() == before
+    lone = tmp_path / "lone.data"
+    write_input_data(lone, [Structure(elements=["H"], positions=np.zeros((1, 3)))])
+    assert main(["symfunctions", str(lone), "-o", str(tmp_path / "lone.nn"), "--cutoff", "6"]) == 1
+    assert "no atom of element(s) H has a neighbour" in capsys.readouterr().err
+    assert not (tmp_path / "lone.nn").exists()

@@ -66,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
                                        angular=args.angular)
     for w in caught:
         log.warning("%s", w.message)
+    empty = [e for e, n in sf.count().items() if n == 0]
+    if empty:
+        raise HDNNPError(f"{args.data}: no atom of element(s) {', '.join(empty)} has a neighbour within the cutoff "
+                         f"{args.cutoff:g}, so no symmetry functions can be chosen for it; use more or denser "
+                         "structures or a larger --cutoff")
     acts = " ".join(["t"] * len(args.hidden) + ["l"])
     out.parent.mkdir(parents=True, exist_ok=True)
     write_input_nn(out, sf, cutoff_type=args.cutoff_type, hidden_nodes=tuple(args.hidden), activations=acts,
