@@ -183,7 +183,7 @@ def test_outputs_roundtrip_through_ase(cu2s, tmp_path):
 
 
 # --------------------------------------------------------------------- restart
-@pytest.mark.parametrize("ensemble", ["langevin", "bussi", "nose-hoover", "npt-berendsen"])
+@pytest.mark.parametrize("ensemble", ["langevin", "bussi", "nose-hoover", "npt-berendsen", "npt-crescale"])
 def test_restart_continues_bit_identically_lj(ensemble, tmp_path):
     atoms = argon()
     ff = LennardJonesForceField()

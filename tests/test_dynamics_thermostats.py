@@ -82,9 +82,10 @@ def test_berendsen_thermostat_suppresses_fluctuations(tmp_path_factory):
     assert t.std() < 0.7 * T0 * np.sqrt(2.0 / 93)  # the known defect of weak coupling
 
 
+@pytest.mark.parametrize("ensemble", ["npt-berendsen", "npt-crescale"])
 @pytest.mark.parametrize("target_GPa", [0.0, 0.5])
-def test_berendsen_barostat_reaches_target_pressure(target_GPa, tmp_path):
-    s = MDSettings(steps=1200, timestep_fs=DT_FS, ensemble="npt-berendsen", temperature_K=T0, seed=1,
+def test_barostat_reaches_target_pressure(ensemble, target_GPa, tmp_path):
+    s = MDSettings(steps=1200, timestep_fs=DT_FS, ensemble=ensemble, temperature_K=T0, seed=1,
                    pressure_GPa=target_GPa, barostat_tau_fs=500.0, compressibility_per_GPa=0.3,
                    write_every=10 ** 6, progress=False, plot=False)
     run_md(LennardJonesForceField(), argon(a=5.0), s, tmp_path)  # starts compressed, ~0.95 GPa
@@ -106,3 +107,40 @@ def test_langevin_with_an_ase_calculator(tmp_path):
     d = read_thermo_log(tmp_path / "thermo.log")
     assert r.state.step == 150 and 250 < d["temperature_K"][50:].mean() < 750
     assert np.all(np.isfinite(d["pressure_GPa"]))
+
+
+class _IdealGas:
+    """No interactions: the pressure is the kinetic term alone."""
+
+    def compute(self, elements, positions, cell, stress=True, forces=True):
+        from hdnnp.dynamics.forcefield import ForceResult
+
+        n = len(elements)
+        return ForceResult(energy=0.0, forces=np.zeros((n, 3)), stress=np.zeros((3, 3)) if cell is not None else None,
+                           energies=np.zeros(n))
+
+
+def test_crescale_barostat_samples_the_ideal_gas_volume_distribution(tmp_path):
+    """Bussi + C-rescale on 32 non-interacting atoms: the NPT volume distribution of an ideal gas of
+    N atoms with fixed centre of mass is V^N exp(-P V / kT): mean (N+1) kT/P, variance (N+1) (kT/P)^2.
+    Berendsen relaxes to the same mean pressure but suppresses the fluctuations."""
+    n, T, P = 32, 300.0, 0.01  # K, GPa
+    kT_over_P = units.kB * T / (P * units.GPa)  # Å^3
+    box = (n * kT_over_P) ** (1 / 3)
+    gas = argon()
+    gas.set_cell(np.eye(3) * box, scale_atoms=True)
+    out = {}
+    for ens, steps in (("npt-crescale", 100000), ("npt-berendsen", 20000)):
+        # dt 1 fs: with beta = 1/P (an ideal gas) the volume moves ~1 % per fs; larger steps bias the variance
+        s = MDSettings(steps=steps, timestep_fs=1.0, ensemble=ens, temperature_K=T, seed=11, tau_fs=100.0,
+                       pressure_GPa=P, barostat_tau_fs=500.0, compressibility_per_GPa=1.0 / P,
+                       write_every=10 ** 6, progress=False, plot=False)
+        run_md(_IdealGas(), gas, s, tmp_path / ens)
+        out[ens] = read_thermo_log(tmp_path / ens / "thermo.log")["volume_A3"][steps // 10:]
+    v = out["npt-crescale"]
+    mean_ref, var_ref = (n + 1) * kT_over_P, (n + 1) * kT_over_P ** 2
+    err = block_error(v, 20)
+    assert abs(v.mean() - mean_ref) < max(4 * err, 0.03 * mean_ref), (v.mean(), mean_ref, err)
+    assert 0.8 < v.var() / var_ref < 1.25, f"Var(V) / (N+1)(kT/P)^2 = {v.var() / var_ref:.2f}"
+    vb = out["npt-berendsen"]
+    assert vb.var() < 0.3 * var_ref  # Berendsen: not an NPT ensemble

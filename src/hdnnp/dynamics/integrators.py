@@ -137,9 +137,11 @@ class VelocityVerlet:
         cell = state.cell
         if self.barostat is not None and cell is not None:
             p_now = state.pressure_GPa()
-            mu = self.barostat.scale_factor(p_now, dt)
+            mu = self.barostat.scale_factor(p_now, dt, abs(float(np.linalg.det(cell))), self.rng)
             r = r * mu
             cell = cell * mu
+            if self.barostat.scales_velocities:
+                v = v / mu
         if cell is not None and self.wrap:
             r = wrap_positions(r, cell)
         state.positions = r

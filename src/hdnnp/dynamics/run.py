@@ -29,7 +29,7 @@ from hdnnp.dynamics.forcefield import ForceField
 from hdnnp.dynamics.integrators import MDState, VelocityVerlet
 from hdnnp.dynamics.output import ExtxyzWriter, ThermoLog, TrajDataWriter, ns_per_day, plot_thermo
 from hdnnp.dynamics.restart import read_restart, write_restart
-from hdnnp.dynamics.thermostats import ENSEMBLES, BerendsenBarostat, make_thermostat
+from hdnnp.dynamics.thermostats import ENSEMBLES, BerendsenBarostat, CRescaleBarostat, make_thermostat
 from hdnnp.dynamics.velocities import maxwell_boltzmann_velocities
 from hdnnp.errors import SettingsError
 from hdnnp.io.structure_files import read_atoms as read_structure  # noqa: F401  (public name)
@@ -205,6 +205,9 @@ def run_md(force_field: ForceField, atoms, settings: MDSettings, outdir: str | P
     barostat = None
     if settings.ensemble == "npt-berendsen":
         barostat = BerendsenBarostat(settings.pressure_GPa, settings.barostat_tau_fs, settings.compressibility_per_GPa)
+    elif settings.ensemble == "npt-crescale":
+        barostat = CRescaleBarostat(settings.temperature_K, settings.pressure_GPa, settings.barostat_tau_fs,
+                                    settings.compressibility_per_GPa)
 
     log.info("*** SETUP: MOLECULAR DYNAMICS ***")
     if restart is not None:
@@ -219,7 +222,7 @@ def run_md(force_field: ForceField, atoms, settings: MDSettings, outdir: str | P
         rng = np.random.default_rng(settings.seed)
         state = state_from_atoms(atoms, settings, rng)
     if barostat is not None and state.cell is None:
-        raise SettingsError("--ensemble npt-berendsen needs a periodic structure")
+        raise SettingsError(f"--ensemble {settings.ensemble} needs a periodic structure")
     integrator = VelocityVerlet(force_field, settings.timestep_fs, thermostat, barostat, rng, wrap=settings.wrap)
     n_dof = integrator.n_dof(state)
     log.info("atoms          : %d (%s), %s", state.n_atoms,

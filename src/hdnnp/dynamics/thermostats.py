@@ -25,7 +25,7 @@ from ase import units
 
 from hdnnp.dynamics.velocities import kinetic_energy, temperature
 
-ENSEMBLES = ("nve", "langevin", "bussi", "nose-hoover", "berendsen", "npt-berendsen")
+ENSEMBLES = ("nve", "langevin", "bussi", "nose-hoover", "berendsen", "npt-berendsen", "npt-crescale")
 
 
 class Thermostat:
@@ -259,8 +259,12 @@ class BerendsenBarostat:
 
     pressure_GPa : target P0; tau_fs : relaxation time; compressibility_per_GPa : beta
     (water 0.457/GPa = 4.57e-5/bar, ASE's default; solids ~0.01/GPa).
-    P includes the kinetic (ideal-gas) term.
+    P includes the kinetic (ideal-gas) term. Relaxes the pressure but suppresses the volume
+    fluctuations (not an NPT ensemble); ``CRescaleBarostat`` samples NPT.
     """
+
+    #: whether the integrator scales velocities by 1/mu along with the positions
+    scales_velocities = False
 
     def __init__(self, pressure_GPa: float = 0.0, tau_fs: float = 1000.0, compressibility_per_GPa: float = 0.457):
         if not tau_fs > 0 or not compressibility_per_GPa > 0:
@@ -269,7 +273,8 @@ class BerendsenBarostat:
         self.tau_fs = float(tau_fs)
         self.compressibility_per_GPa = float(compressibility_per_GPa)
 
-    def scale_factor(self, pressure_GPa: float, dt: float) -> float:
+    def scale_factor(self, pressure_GPa: float, dt: float, volume_A3: float | None = None,
+                     rng: np.random.Generator | None = None) -> float:
         """mu for one step of dt (ASE time units), given the current pressure."""
         mu3 = 1.0 - dt / (self.tau_fs * units.fs) * self.compressibility_per_GPa * (self.pressure_GPa - pressure_GPa)
         mu3 = min(max(mu3, 0.97), 1.03)  # at most 1 % length change per step
@@ -278,6 +283,47 @@ class BerendsenBarostat:
     def describe(self) -> str:
         return (f"Berendsen barostat, P = {self.pressure_GPa} GPa, tau = {self.tau_fs} fs, "
                 f"compressibility = {self.compressibility_per_GPa} /GPa")
+
+
+class CRescaleBarostat(BerendsenBarostat):
+    """Isotropic stochastic cell rescaling (Bernetti & Bussi, J. Chem. Phys. 153, 114107 (2020)):
+    Berendsen's first-order relaxation plus the noise that makes it sample the isothermal-isobaric
+    ensemble. Per step, with epsilon = ln V and P in eV/Å^3 (including the kinetic term):
+
+        d eps = -(beta/tau) (P0 - P - kT/V) dt + sqrt(2 kT beta dt / (V tau)) xi,   xi ~ N(0, 1)
+
+    positions and cell are scaled by mu = exp(d eps / 3) and velocities by 1/mu. Use it with a
+    canonical thermostat (``npt-crescale`` = Bussi + this). beta (compressibility) only sets the
+    relaxation speed, not the equilibrium distribution.
+    """
+
+    scales_velocities = True
+
+    def __init__(self, temperature_K: float, pressure_GPa: float = 0.0, tau_fs: float = 1000.0,
+                 compressibility_per_GPa: float = 0.457):
+        super().__init__(pressure_GPa, tau_fs, compressibility_per_GPa)
+        if not temperature_K > 0:
+            raise ValueError(f"the C-rescale barostat needs temperature_K > 0, got {temperature_K}")
+        self.temperature_K = float(temperature_K)
+
+    def scale_factor(self, pressure_GPa: float, dt: float, volume_A3: float | None = None,
+                     rng: np.random.Generator | None = None) -> float:
+        if volume_A3 is None or rng is None:
+            raise ValueError("the C-rescale barostat needs the volume and a random generator")
+        kT = units.kB * self.temperature_K
+        beta = self.compressibility_per_GPa / units.GPa  # Å^3/eV
+        tau = self.tau_fs * units.fs
+        p0, p = self.pressure_GPa * units.GPa, pressure_GPa * units.GPa
+        deps = (-(beta / tau) * (p0 - p - kT / volume_A3) * dt
+                + math.sqrt(2.0 * kT * beta * dt / (volume_A3 * tau)) * rng.standard_normal())
+        # a guard against blow-ups only (3 % length change per step): a tighter clamp would cut the
+        # noise and bias the volume distribution
+        deps = min(max(deps, -0.1), 0.1)
+        return math.exp(deps / 3.0)
+
+    def describe(self) -> str:
+        return (f"stochastic cell rescaling (C-rescale), P = {self.pressure_GPa} GPa, T = {self.temperature_K} K, "
+                f"tau = {self.tau_fs} fs, compressibility = {self.compressibility_per_GPa} /GPa")
 
 
 def make_thermostat(ensemble: str, temperature_K: float | None = None, friction_per_fs: float = 0.01,
@@ -291,7 +337,7 @@ def make_thermostat(ensemble: str, temperature_K: float | None = None, friction_
         raise ValueError(f"ensemble {ensemble!r} needs a target temperature > 0 (--temperature-K)")
     if ensemble == "langevin":
         return Langevin(temperature_K, friction_per_fs)
-    if ensemble == "bussi":
+    if ensemble in ("bussi", "npt-crescale"):
         return Bussi(temperature_K, tau_fs)
     if ensemble == "nose-hoover":
         return NoseHooverChain(temperature_K, tau_fs, chain_length)

@@ -32,7 +32,7 @@ def set_threads(n: int | None) -> None:
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("md", help="molecular dynamics (NVE, Langevin, Bussi, Nose-Hoover, NPT Berendsen)",
+    p = subparsers.add_parser("md", help="molecular dynamics (NVE, Langevin, Bussi, Nose-Hoover, NPT C-rescale or Berendsen)",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("potential_dir", metavar="POTENTIAL_DIR", help="n2p2-format potential directory")
     p.add_argument("structure", metavar="STRUCTURE", nargs="?",
@@ -49,10 +49,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--friction-per-fs", type=float, default=0.01, help="Langevin friction (default 0.01 /fs)")
     p.add_argument("--tau-fs", type=float, default=100.0,
                    help="Bussi/Nose-Hoover/Berendsen relaxation time (default 100 fs)")
-    p.add_argument("--pressure-GPa", type=float, default=0.0, help="npt-berendsen target pressure (default 0)")
-    p.add_argument("--barostat-tau-fs", type=float, default=1000.0, help="npt-berendsen (default 1000 fs)")
+    p.add_argument("--pressure-GPa", type=float, default=0.0, help="npt-berendsen/npt-crescale target pressure (default 0)")
+    p.add_argument("--barostat-tau-fs", type=float, default=1000.0, help="barostat relaxation time, npt-berendsen/npt-crescale (default 1000 fs)")
     p.add_argument("--compressibility-per-GPa", type=float, default=0.457,
-                   help="npt-berendsen compressibility (default 0.457/GPa, water)")
+                   help="barostat compressibility, npt-berendsen/npt-crescale (default 0.457/GPa, water)")
     p.add_argument("--seed", type=int, default=None, help="random seed (velocities, stochastic thermostats)")
     p.add_argument("--length-unit", default=None, help="the potential's length unit (angstrom, bohr, nm)")
     p.add_argument("--energy-unit", default=None, help="the potential's energy unit (ev, hartree, ...)")
