@@ -90,6 +90,21 @@ class SymmetryFunctionSet:
     def max_sf(self) -> int:
         return max(self.n_sf.values())
 
+    def neighbor_weights(self, sf: SymmetryFunction) -> list[tuple]:
+        """Which neighbour elements an SF sums over, with their weights: radial SFs give
+        ``(a, w)`` (w = Z_a for weighted types 12/23, else 1), angular SFs ``(a, b, w)`` with
+        a <= b element indices (w = Z_a Z_b for weighted types 13/24, else 1)."""
+        ne = len(self.elements)
+        z = [float(atomic_numbers[e]) for e in self.elements]
+        if not sf.angular:
+            if sf.weighted:
+                return [(a, z[a]) for a in range(ne)]
+            return [(self.element_index[sf.neighbors[0]], 1.0)]
+        if sf.weighted:
+            return [(a, b, z[a] * z[b]) for a in range(ne) for b in range(a, ne)]
+        a, b = sorted(self.element_index[n] for n in sf.neighbors)
+        return [(a, b, 1.0)]
+
     def _build_tables(self) -> None:
         """Parameter tables for ``kernels.symmetry_functions`` (see its module docstring).
 
@@ -101,7 +116,6 @@ class SymmetryFunctionSet:
         """
         ne = len(self.elements)
         ms = self.max_sf
-        znum = [float(atomic_numbers[e]) for e in self.elements]
         ip = np.zeros((ne, ms, K.N_IPARAM), dtype=np.int64)
         fp = np.zeros((ne, ms, K.N_FPARAM), dtype=np.float64)
         rad_lists = [[[] for _ in range(ne)] for _ in range(ne)]
@@ -136,9 +150,8 @@ class SymmetryFunctionSet:
                         fp[e, s, K.P_CA] = (right + left) / 2.0
                         fp[e, s, K.P_SA] = 1.0 / ((right - left) / 2.0)
                 if not sf.angular:
-                    targets = range(ne) if sf.weighted else [self.element_index[sf.neighbors[0]]]
-                    for a in targets:
-                        rad_lists[e][a].append((s, znum[a] if sf.weighted else 1.0))
+                    for a, w in self.neighbor_weights(sf):
+                        rad_lists[e][a].append((s, w))
                     continue
                 # angular: radial group key (sorted by cutoff first, so that consecutive
                 # groups share the cutoff function) and angular kind key
@@ -155,12 +168,7 @@ class SymmetryFunctionSet:
                     kkey = (0, sf.lambda_, sf.zeta, zint, fp[e, s, K.P_PREF], 0.0, 0.0, 0.0, 0.0, 0)
                 if kkey not in kinds:
                     kinds.append(kkey)
-                if sf.weighted:
-                    pairs = [(a, b, znum[a] * znum[b]) for a in range(ne) for b in range(a, ne)]
-                else:
-                    a, b = sorted(self.element_index[n] for n in sf.neighbors)
-                    pairs = [(a, b, 1.0)]
-                for a, b, coef in pairs:
+                for a, b, coef in self.neighbor_weights(sf):
                     blocks[e].setdefault((a, b), {}).setdefault((gkey, coef), []).append((s, kinds.index(kkey)))
         # radial tables
         mr = max(1, max(len(x) for r in rad_lists for x in r))

@@ -53,7 +53,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from ase.data import atomic_numbers
 
 from hdnnp.descriptors.symmetry_functions import angle_radians
 
@@ -392,9 +391,7 @@ class TorchSymmetryFunctions:
     # ------------------------------------------------------------------ tables
     def _build(self) -> None:
         sfs = self.sf_set
-        ne = self.n_elements
         dev, dt = self.device, self.dtype
-        z = [float(atomic_numbers[e]) for e in sfs.elements]
         for e, el in enumerate(sfs.elements):
             rad: dict[int, list] = {}
             ang: dict[tuple, dict] = {}
@@ -404,20 +401,14 @@ class TorchSymmetryFunctions:
                 else:
                     spec = ("g", sf.eta, sf.r_shift, sf.r_cut, sf.cutoff_type, sf.cutoff_alpha)
                 if not sf.angular:
-                    targets = range(ne) if sf.weighted else [sfs.element_index[sf.neighbors[0]]]
-                    for a in targets:
-                        rad.setdefault(a, []).append((s, spec, z[a] if sf.weighted else 1.0))
+                    for a, w in sfs.neighbor_weights(sf):
+                        rad.setdefault(a, []).append((s, spec, w))
                     continue
                 if sf.compact:
                     kind = ("c", angle_radians(sf.angle_left), angle_radians(sf.angle_right), sf.core)
                 else:
                     kind = ("g", sf.lambda_, sf.zeta)
-                if sf.weighted:
-                    pairs = [(a, b, z[a] * z[b]) for a in range(ne) for b in range(a, ne)]
-                else:
-                    a, b = sorted(sfs.element_index[n] for n in sf.neighbors)
-                    pairs = [(a, b, 1.0)]
-                for a, b, c in pairs:
+                for a, b, c in sfs.neighbor_weights(sf):
                     ang.setdefault((a, b), {}).setdefault((bool(sf.narrow), spec, c), []).append((s, kind))
             for a, entries in sorted(rad.items()):
                 cols = [s for s, _, _ in entries]
