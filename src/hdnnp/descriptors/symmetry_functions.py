@@ -13,6 +13,7 @@ Formulas and sort keys follow n2p2 v2.3.0 (``SymFnc*.cpp``, ``Element.cpp``).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -95,7 +96,10 @@ class SymmetryFunction:
             if self.lambda_ not in (-1.0, 1.0):
                 raise SymmetryFunctionError(f"lambda must be +1 or -1, found {self.lambda_}")
             if self.zeta < 1.0:
-                raise SymmetryFunctionError(f"zeta must be >= 1, found {self.zeta}")
+                # n2p2 accepts any zeta and computes (1 + lambda cos)^zeta (its AlAuMgO_4G example
+                # uses zeta = -1, -2): accepted for parity, with a warning
+                warnings.warn(f"angular symmetry function with zeta = {self.zeta} < 1 (accepted as n2p2 does)",
+                              RuntimeWarning, stacklevel=2)
         if self.compact:
             st = self.subtype
             core = st[:2] if st.startswith("p") else st[:1]

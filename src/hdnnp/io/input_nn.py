@@ -13,7 +13,12 @@ from pathlib import Path
 
 from hdnnp.errors import ReadError
 
-ALIASES = {"symfunction": "symfunction_short"}
+ALIASES = {"symfunction": "symfunction_short",
+           # n2p2's aliases of nnp_type (2G / 4G HDNNP)
+           "nnp_generation": "nnp_type", "nnp_type_gen": "nnp_type", "nnp_gen": "nnp_type"}
+
+#: values of ``nnp_type`` (and its aliases) and the generation they mean
+NNP_TYPES = {"2": 2, "2G-HDNNP": 2, "4": 4, "4G-HDNNP": 4}
 
 
 @dataclass
@@ -107,6 +112,17 @@ class Settings:
             return int(line.values[0])
         except ValueError:
             raise self.error(line, f"keyword {key!r}: expected an integer, found {line.values[0]!r}") from None
+
+    def nnp_generation(self) -> int:
+        """2 (short-range HDNNP, the default) or 4 (4G-HDNNP: charge equilibration + electrostatics)."""
+        line = self.line("nnp_type")
+        if line is None:
+            return 2
+        if not line.values or line.values[0] not in NNP_TYPES:
+            found = line.values[0] if line.values else "nothing"
+            raise self.error(line, f"nnp_generation: expected 2, 4, 2G-HDNNP or 4G-HDNNP, found {found!r} "
+                                   "(3G and charge-only HDNNPs are not supported)")
+        return NNP_TYPES[line.values[0]]
 
     def get_bool(self, key: str) -> bool:
         """Flag keywords: present means true (a value 0/false turns it off)."""

@@ -54,16 +54,23 @@ def read_scaling_data(path: str | Path, n_sf: list[int]) -> list[ScalingStats]:
         fh = open(path, encoding="utf-8")
     except OSError as exc:
         raise ReadError(path, None, f"cannot open: {exc.strerror}") from None
+    energy_line = None
     with fh:
         for lineno, raw in enumerate(fh, start=1):
             words = raw.split("#")[0].split()
             if not words:
                 continue
-            if len(words) < 6:
+            if energy_line is not None:
+                raise ReadError(path, energy_line, "a 2-number line (RuNNer's energy range) must be the last line")
+            if len(words) == 2:  # RuNNer format: last line = min/max energy per atom (ignored, as n2p2 does)
+                energy_line = lineno
+                continue
+            # 5 columns: older files without sigma (n2p2's shipped 4G examples); sigma is then NaN
+            if len(words) < 5:
                 raise ReadError(path, lineno, f"expected 6 columns (e_index sf_index min max mean sigma), found {len(words)}")
             try:
                 e, s = int(words[0]), int(words[1])
-                vals = [float(w) for w in words[2:6]]
+                vals = [float(w) for w in words[2:6]] + ([float("nan")] if len(words) == 5 else [])
             except ValueError:
                 raise ReadError(path, lineno, "expected two integers and four numbers") from None
             if not 1 <= e <= len(n_sf):

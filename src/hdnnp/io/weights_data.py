@@ -82,3 +82,31 @@ def write_weights(path: str | Path, layers: list[tuple[np.ndarray, np.ndarray]])
             idx += 1
             rows.append(f"{b[k]:24.16E} b {idx:9d} {l:5d} {k + 1:5d}")
     Path(path).write_text(_HEADER + "\n".join(rows) + "\n", encoding="utf-8")
+
+
+def read_hardness(path: str | Path) -> float:
+    """n2p2 ``hardness.ZZZ.data``: exactly one number (column 1), the element hardness J (E/q^2)."""
+    path = Path(path)
+    try:
+        fh = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise ReadError(path, None, f"cannot open: {exc.strerror} (expected one number, the atomic hardness)") from None
+    values: list[float] = []
+    with fh:
+        for lineno, raw in enumerate(fh, start=1):
+            words = raw.split("#")[0].split()
+            if not words:
+                continue
+            if values:
+                raise ReadError(path, lineno, "expected exactly one number (the atomic hardness), found a second line")
+            try:
+                values.append(float(words[0]))
+            except ValueError:
+                raise ReadError(path, lineno, f"expected a number (the atomic hardness), found {words[0]!r}") from None
+    if not values:
+        raise ReadError(path, None, "empty: expected one number, the atomic hardness")
+    return values[0]
+
+
+def write_hardness(path: str | Path, hardness: float) -> None:
+    Path(path).write_text(f"{hardness:24.16E}\n", encoding="utf-8")

@@ -24,7 +24,7 @@ from hdnnp.descriptors.sf_set import SymmetryFunctionSet
 from hdnnp.errors import ReadError
 from hdnnp.io.input_nn import Settings
 from hdnnp.io.scaling_data import ScalingStats, read_scaling_data, write_scaling_data
-from hdnnp.io.weights_data import read_weights, write_weights
+from hdnnp.io.weights_data import read_hardness, read_weights, write_hardness, write_weights
 from hdnnp.model.activations import ACTIVATIONS
 from hdnnp.model.network import ElementNetwork
 from hdnnp.model.scaling import ElementScaling, element_scaling, scaling_mode
@@ -45,6 +45,42 @@ def _check_sf_backend(name: str) -> str:
     return name
 
 
+def _topology(settings: Settings, suffix: str) -> tuple[list[int], list[str]]:
+    """Hidden-layer sizes and activation letters from ``global_*_<suffix>`` (short / electrostatic)."""
+    n_hidden = settings.get_int(f"global_hidden_layers_{suffix}")
+    nodes_line = settings.require(f"global_nodes_{suffix}")
+    act_line = settings.require(f"global_activation_{suffix}")
+    try:
+        nodes = [int(v) for v in nodes_line.values]
+    except ValueError:
+        raise settings.error(nodes_line, f"global_nodes_{suffix}: expected integers") from None
+    if n_hidden is None or len(nodes) != n_hidden:
+        raise settings.error(nodes_line, f"global_nodes_{suffix} lists {len(nodes)} layers; "
+                                         f"global_hidden_layers_{suffix} is {n_hidden}")
+    acts = list(act_line.values)
+    if len(acts) != n_hidden + 1:
+        raise settings.error(act_line, f"global_activation_{suffix} needs {n_hidden + 1} letters "
+                                       f"(hidden layers + output), found {len(acts)}")
+    for a in acts:
+        if a not in ACTIVATIONS:
+            raise settings.error(act_line, f"unknown activation {a!r}; expected one of {' '.join(ACTIVATIONS)}")
+    return nodes, acts
+
+
+def _initial_hardness(settings: Settings, elements: list[str]) -> list[float]:
+    """``initial_hardness El J`` per element (physical units); 10 where absent (replaced by
+    hardness.ZZZ.data when a potential is loaded)."""
+    hardness = {e: 10.0 for e in elements}
+    for line in settings.all("initial_hardness"):
+        if len(line.values) < 2 or line.values[0] not in hardness:
+            raise settings.error(line, "expected 'initial_hardness <element of this potential> <J>'")
+        try:
+            hardness[line.values[0]] = float(line.values[1])
+        except ValueError:
+            raise settings.error(line, f"initial_hardness: expected a number, found {line.values[1]!r}") from None
+    return [hardness[e] for e in elements]
+
+
 @dataclass
 class Prediction:
     """Result for one structure, in the potential's units.
@@ -52,6 +88,7 @@ class Prediction:
     energy : total energy; forces : (n_atoms, 3); atomic_energies : (n_atoms,) network
     outputs in physical units without mean energy or offsets (n2p2 ``nnatoms.out``);
     stress : (3, 3) (1/V) dE/d(strain) for periodic structures, else None;
+    (4G: charges, electrostatic_energy and ewald; atomic_energies are the short networks' outputs);
     virial : (3, 3) -sum_p r_p (x) dE/dr_p; n_extrapolations : SF values outside the
     scaling range.
     """
@@ -63,6 +100,11 @@ class Prediction:
     virial: np.ndarray | None = None
     n_extrapolations: int = 0
     extrapolations: list = field(default_factory=list)
+    #: 4G potentials only: (n_atoms,) atomic charges, electrostatic energy (included in energy),
+    #: Ewald parameters (eta, r_cut, k_cut) of a periodic structure
+    charges: np.ndarray | None = None
+    electrostatic_energy: float | None = None
+    ewald: object | None = None
 
 
 @dataclass
@@ -93,10 +135,15 @@ class Potential(nn.Module):
     #: is on a CUDA device and ``pip install vesin-torch`` is done, else vesin on the CPU),
     #: "device" (always vesin-torch, on ``device``) or "cpu" (vesin, then copied to the device)
     torch_neighbor_list: str = "auto"
+    #: 4G, periodic: False (default) uses n2p2's Ewald parameters (ewald_prec), for parity with
+    #: n2p2; True a precision 1e-6 times tighter (closer to the converged Ewald sum)
+    ewald_converged: bool = False
 
     def __init__(self, settings: Settings, sf_set: SymmetryFunctionSet, networks: dict[str, ElementNetwork],
                  scaling_stats: list[ScalingStats] | None, device: str = "cpu",
-                 dtype: torch.dtype = torch.float64, sf_backend: str = "auto"):
+                 dtype: torch.dtype = torch.float64, sf_backend: str = "auto", fourg=None):
+        """fourg : None (2G) or (charge networks per element, hardness per element in physical units)
+        for a 4G potential (``hdnnp.model.fourg``)."""
         super().__init__()
         self.sf_backend = _check_sf_backend(sf_backend)
         self._torch_sf_cache: dict = {}
@@ -119,6 +166,16 @@ class Potential(nn.Module):
                 self.offsets[line.values[0]] = float(line.values[1])
             except ValueError:
                 raise settings.error(line, f"atom_energy: expected a number, found {line.values[1]!r}") from None
+        self.conv_charge = settings.get_float("conv_charge", 1.0)
+        self.charge_networks = None
+        self.electrostatics = None
+        if fourg is not None:
+            from hdnnp.model.electrostatics import electrostatics_from_settings
+
+            charge_networks, hardness = fourg
+            self.charge_networks = nn.ModuleDict({e: charge_networks[e] for e in self.elements})
+            self.electrostatics = electrostatics_from_settings(settings, self.elements, hardness,
+                                                               self.normalization, self.conv_charge, dtype)
         self.length_unit = settings.get_str("hdnnp_length_unit")
         self.energy_unit = settings.get_str("hdnnp_energy_unit")
         self.scaling_stats = scaling_stats
@@ -143,6 +200,8 @@ class Potential(nn.Module):
             z = atomic_numbers[e]
             net = pot.networks[e]
             net.set_weights(read_weights(directory / f"weights.{z:03d}.data", net.layer_sizes))
+        if pot.is_fourg:
+            pot.load_fourg_files(directory)
         pot.directory = directory
         return pot
 
@@ -170,36 +229,52 @@ class Potential(nn.Module):
         if ct not in range(9) or not 0.0 <= alpha < 1.0:
             raise settings.error(ct_line, f"cutoff_type must be 0-8 with 0 <= alpha < 1, found {ct} {alpha}")
         sf_set = SymmetryFunctionSet.from_lines(elements, settings.all("symfunction_short"), ct, alpha, path)
-        n_hidden = settings.get_int("global_hidden_layers_short")
-        nodes_line = settings.require("global_nodes_short")
-        act_line = settings.require("global_activation_short")
-        try:
-            nodes = [int(v) for v in nodes_line.values]
-        except ValueError:
-            raise settings.error(nodes_line, "global_nodes_short: expected integers") from None
-        if n_hidden is None or len(nodes) != n_hidden:
-            raise settings.error(nodes_line, f"global_nodes_short lists {len(nodes)} layers; "
-                                             f"global_hidden_layers_short is {n_hidden}")
-        acts = list(act_line.values)
-        if len(acts) != n_hidden + 1:
-            raise settings.error(act_line, f"global_activation_short needs {n_hidden + 1} letters "
-                                           f"(hidden layers + output), found {len(acts)}")
-        for a in acts:
-            if a not in ACTIVATIONS:
-                raise settings.error(act_line, f"unknown activation {a!r}; expected one of {' '.join(ACTIVATIONS)}")
+        generation = settings.nnp_generation()
+        nodes, acts = _topology(settings, "short")
         normalize = settings.get_bool("normalize_nodes")
         if seed is not None:
             torch.manual_seed(seed)
+        extra = 1 if generation == 4 else 0  # 4G: the charge is the short network's last input
         networks = {
-            e: ElementNetwork([sf_set.n_sf[e], *nodes, 1], acts, normalize, dtype=dtype) for e in sf_set.elements
+            e: ElementNetwork([sf_set.n_sf[e] + extra, *nodes, 1], acts, normalize, dtype=dtype)
+            for e in sf_set.elements
         }
+        fourg = None
+        if generation == 4:
+            nodes_e, acts_e = _topology(settings, "electrostatic")
+            charge_networks = {e: ElementNetwork([sf_set.n_sf[e], *nodes_e, 1], acts_e, normalize, dtype=dtype)
+                               for e in sf_set.elements}
+            fourg = (charge_networks, _initial_hardness(settings, sf_set.elements))
         if scaling_stats is None and scaling_path is not None:
             scaling_stats = read_scaling_data(scaling_path, [sf_set.n_sf[e] for e in sf_set.elements])
             scaling_path = str(scaling_path)
-        pot = cls(settings, sf_set, networks, None, device=device, dtype=dtype, sf_backend=sf_backend)
+        pot = cls(settings, sf_set, networks, None, device=device, dtype=dtype, sf_backend=sf_backend, fourg=fourg)
         pot._scaling_path = str(scaling_path) if scaling_path else "scaling.data"
         pot.set_scaling(scaling_stats)
         return pot
+
+    # ------------------------------------------------------------------ 4G
+    @property
+    def is_fourg(self) -> bool:
+        """True for a 4G-HDNNP (``nnp_generation 4``): chi networks, Qeq and electrostatics."""
+        return self.electrostatics is not None
+
+    def load_fourg_files(self, directory: str | Path) -> None:
+        """Read ``weightse.ZZZ.data`` (chi networks) and ``hardness.ZZZ.data`` from a directory."""
+        directory = Path(directory)
+        ce = self.normalization.conv_energy if self.normalization else 1.0
+        J = []
+        for e in self.elements:
+            z = atomic_numbers[e]
+            net = self.charge_networks[e]
+            net.set_weights(read_weights(directory / f"weightse.{z:03d}.data", net.layer_sizes))
+            J.append(read_hardness(directory / f"hardness.{z:03d}.data") * ce / self.conv_charge ** 2)
+        with torch.no_grad():
+            self.electrostatics.hardness.copy_(torch.as_tensor(J, dtype=self.dtype))
+
+    def hardness_physical(self) -> list[float]:
+        ce = self.normalization.conv_energy if self.normalization else 1.0
+        return [float(v) * self.conv_charge ** 2 / ce for v in self.electrostatics.hardness.detach().cpu()]
 
     # ------------------------------------------------------------------ scaling
     @property
@@ -386,6 +461,11 @@ class Potential(nn.Module):
             if forces and stress and structure.cell is not None:
                 empty.stress = np.zeros((3, 3))
             return empty
+        if self.is_fourg:
+            from hdnnp.model.fourg import compute_fourg
+
+            return compute_fourg(self, structure, forces, stress, structure_index, sf_backend,
+                                 converged=self.ewald_converged)
         if self.resolve_sf_backend(sf_backend) == "torch":
             tsf = self.torch_symmetry_functions()
             if tsf is not None:
@@ -518,6 +598,9 @@ class Potential(nn.Module):
         targets = [directory / "input.nn", directory / "scaling.data"] + [
             directory / f"weights.{atomic_numbers[e]:03d}.data" for e in self.elements
         ]
+        if self.is_fourg:
+            targets += [directory / f"{kind}.{atomic_numbers[e]:03d}.data" for e in self.elements
+                        for kind in ("weightse", "hardness")]
         if not overwrite:
             existing = [str(t) for t in targets if t.exists()]
             if existing:
@@ -531,4 +614,9 @@ class Potential(nn.Module):
             write_scaling_data(targets[1], self.scaling_stats)
         for e in self.elements:
             write_weights(directory / f"weights.{atomic_numbers[e]:03d}.data", self.networks[e].get_weights())
+        if self.is_fourg:
+            for e, J in zip(self.elements, self.hardness_physical()):
+                z = atomic_numbers[e]
+                write_weights(directory / f"weightse.{z:03d}.data", self.charge_networks[e].get_weights())
+                write_hardness(directory / f"hardness.{z:03d}.data", J)
         return directory

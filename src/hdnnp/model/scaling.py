@@ -57,6 +57,12 @@ def element_scaling(stats: ScalingStats, mode: str, s_min: float = 0.0, s_max: f
     if mode == "center":
         return ElementScaling(0.0, np.ones(n), stats.g_mean.copy())
     denom = stats.g_sigma if mode == "sigma" else stats.g_max - stats.g_min
+    if mode == "sigma" and np.isnan(denom).any():
+        from hdnnp.errors import ReadError
+
+        s = int(np.flatnonzero(np.isnan(denom))[0])
+        raise ReadError(where, None if stats.lines is None else int(stats.lines[s]),
+                        "scale_symmetry_functions_sigma needs column 6 (sigma); this file has 5 columns")
     bad = np.flatnonzero(denom == 0.0)
     if len(bad):
         s = int(bad[0])

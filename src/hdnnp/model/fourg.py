@@ -1,0 +1,165 @@
+"""The 4G stage of ``Potential`` (n2p2 ``nnp_type 4``): chi networks -> Qeq -> electrostatics ->
+short-range networks with the charge as their last input.
+
+``Potential.compute`` runs the same symmetry functions and the same scaling as for 2G; with a 4G
+potential it hands the raw SFs to ``fourg_energy`` instead of ``atomic_energies_from_G``. Forces:
+the SFs' share goes through dE/dG and the SF kernels (as for 2G), the explicit position
+dependence of the Qeq matrix and of the electrostatic energy through autograd; the charges are
+the solution of a differentiable linear solve, so both are exact gradients of the energy.
+
+Units: the computation runs in n2p2's normalised units when the potential has normalisation
+(positions x conv_length, charges x conv_charge, energies x conv_energy) and converts back:
+E = (sum_i E_i + E_elec) / conv_energy + N mean_energy + offsets, Q = Q_n / conv_charge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hdnnp.model.electrostatics import EwaldParameters
+from hdnnp.neighbors import neighbor_list
+
+
+@dataclass
+class FourGTerms:
+    """energy : total energy without mean/offsets (physical E, torch scalar); atomic : (n,) short
+    network outputs (physical E); charges : (n,) physical charges; elec : electrostatic energy
+    (physical E); ewald : Ewald parameters in physical lengths (periodic) or None."""
+
+    energy: torch.Tensor
+    atomic: torch.Tensor
+    charges: torch.Tensor
+    elec: torch.Tensor
+    ewald: EwaldParameters | None
+
+
+def units(pot) -> tuple[float, float, float]:
+    """(conv_energy, conv_length, conv_charge) of the potential (1 without normalisation)."""
+    if pot.normalization is None:
+        return 1.0, 1.0, 1.0
+    return pot.normalization.conv_energy, pot.normalization.conv_length, pot.conv_charge
+
+
+def ewald_parameters(pot, structure, converged: bool = False) -> EwaldParameters | None:
+    """Ewald parameters of a periodic structure in the computation's units (None for a molecule)."""
+    if structure.cell is None:
+        return None
+    _, cl, _ = units(pot)
+    return pot.electrostatics.ewald_parameters(np.asarray(structure.cell) * cl, len(structure), converged)
+
+
+def electrostatic_pairs(pot, structure, ewald: EwaldParameters | None, device):
+    """Full periodic image list within max(r_c, r_out) (physical lengths), as device tensors."""
+    if structure.cell is None:
+        return None
+    _, cl, _ = units(pot)
+    rc = max(ewald.r_cut, pot.electrostatics.pair_cutoff) / cl
+    nl = neighbor_list(structure.positions, structure.cell, rc * (1.0 + 1e-12) + 1e-12)
+    return tuple(torch.as_tensor(a, device=device) for a in (nl.i, nl.j, nl.shifts))
+
+
+def fourg_energy(pot, G: torch.Tensor, species: torch.Tensor, positions: torch.Tensor,
+                 cell: torch.Tensor | None, total_charge: float, pairs, ewald: EwaldParameters | None) -> FourGTerms:
+    """Energy of one structure from raw SFs G (n, max_sf), positions (n, 3) and cell (3, 3) (physical).
+
+    Differentiable in G, positions and cell (and in the networks' weights and the hardness).
+    """
+    ce, cl, cc = units(pot)
+    n = G.shape[0]
+    chi = torch.zeros(n, dtype=pot.dtype, device=G.device)
+    x_scaled = {}
+    for k, e in enumerate(pot.elements):
+        idx = torch.nonzero(species == k).flatten()
+        if len(idx) == 0:
+            continue
+        ns = pot.sf_set.n_sf[e]
+        smin, factor, shift = pot._scale_t[e]
+        x = smin + factor * (G[idx, :ns] - shift)
+        x_scaled[e] = (idx, x)
+        # n2p2 treats the chi network's output as physical and normalises it (x conv_energy / conv_charge)
+        chi = chi.index_put((idx,), pot.charge_networks[e](x) * (ce / cc))
+    cell_n = None if cell is None else cell * cl
+    res = pot.electrostatics(chi, species, positions * cl, cell_n, total_charge * cc, pairs, ewald)
+    Q = res.charges
+    atomic = torch.zeros(n, dtype=pot.dtype, device=G.device)
+    for e, (idx, x) in x_scaled.items():
+        # the charge is the short network's last input, unscaled
+        atomic = atomic.index_put((idx,), pot.networks[e](torch.cat([x, Q[idx, None]], dim=1)))
+    energy = (atomic.sum() + res.energy) / ce
+    phys_ewald = None
+    if ewald is not None:
+        phys_ewald = EwaldParameters(ewald.eta / cl, ewald.r_cut / cl, ewald.k_cut * cl)
+    return FourGTerms(energy=energy, atomic=atomic / ce, charges=Q / cc, elec=res.energy / ce, ewald=phys_ewald)
+
+
+def compute_fourg(pot, structure, forces: bool, stress: bool, structure_index: int, sf_backend: str | None,
+                  converged: bool = False):
+    """``Potential.compute`` for a 4G potential (see the module doc); returns a ``Prediction``."""
+    from hdnnp.descriptors import kernels as K
+    from hdnnp.model.potential import Prediction
+
+    dev = torch.device(pot.device_name)
+    n = len(structure)
+    species = pot.sf_set.species_of(structure)
+    sp_t = torch.as_tensor(species, device=dev)
+    ewald = ewald_parameters(pot, structure, converged)
+    pairs = electrostatic_pairs(pot, structure, ewald, dev)
+    periodic = structure.cell is not None
+    total_charge = 0.0 if structure.charge is None else float(structure.charge)
+    if periodic and abs(total_charge) > 1e-10:
+        raise ValueError(f"structure {structure_index + 1}: a periodic structure must be neutral "
+                         f"(total charge {total_charge}); Ewald sums of charged cells are not defined here")
+    use_torch = pot.resolve_sf_backend(sf_backend) == "torch" and pot.torch_symmetry_functions() is not None
+    with torch.enable_grad() if forces else torch.no_grad():
+        pos0 = torch.as_tensor(structure.positions, dtype=pot.dtype, device=dev).requires_grad_(forces)
+        strain = torch.zeros((3, 3), dtype=pot.dtype, device=dev, requires_grad=forces)
+        deform = torch.eye(3, dtype=pot.dtype, device=dev) + strain
+        pos = pos0 @ deform
+        cell = None if not periodic else torch.as_tensor(structure.cell, dtype=pot.dtype, device=dev) @ deform
+        if use_torch:
+            tsf = pot.torch_symmetry_functions()
+            nl = pot._torch_neighbors(structure)
+            data = tsf.prepare(nl, species)
+            vec = data.vectors.detach().to(pot.dtype).requires_grad_(forces)
+            G = tsf.values(data, vec)
+        else:
+            nl = pot.sf_set.neighbors(structure)
+            G_np = pot.sf_set._run(structure, nl, species, 0)[0]
+            G = torch.as_tensor(G_np, dtype=pot.dtype, device=dev).requires_grad_(forces)
+        terms = fourg_energy(pot, G, sp_t, pos, cell, total_charge, pairs, ewald)
+        if forces:
+            inputs = [vec if use_torch else G, pos0, strain]
+            grads = torch.autograd.grad(terms.energy, inputs, allow_unused=True)
+    G_cpu = G.detach().to("cpu", torch.float64).numpy()
+    extrap = pot.check_extrapolation(G_cpu, species, structure_index)
+    result = Prediction(energy=float(terms.energy.detach()) + pot.energy_shift(structure), forces=np.zeros((n, 3)),
+                        atomic_energies=terms.atomic.detach().to("cpu", torch.float64).numpy(),
+                        n_extrapolations=len(extrap), extrapolations=extrap,
+                        charges=terms.charges.detach().to("cpu", torch.float64).numpy(),
+                        electrostatic_energy=float(terms.elec.detach()), ewald=terms.ewald)
+    if not forces:
+        return result
+    g_sf = grads[0] if grads[0] is not None else torch.zeros_like(inputs[0])
+    if use_torch:
+        from hdnnp.descriptors.torch_backend import forces_and_virial
+
+        F, W = forces_and_virial(data, g_sf.detach())
+        F = F.to("cpu", torch.float64).numpy()
+        W = W.to("cpu", torch.float64).numpy()
+    else:
+        dEdG = np.ascontiguousarray(g_sf.detach().cpu().numpy(), dtype=np.float64)
+        pg = pot.sf_set._run(structure, nl, species, 2, dEdG)[2]
+        F, W = K.forces_from_pair_gradients(n, nl.i, nl.j, nl.vectors, pg)
+    g_pos = grads[1]
+    if g_pos is not None:
+        F = F - g_pos.detach().to("cpu", torch.float64).numpy()
+    if grads[2] is not None:
+        W = W - grads[2].detach().to("cpu", torch.float64).numpy()
+    result.forces = F
+    result.virial = W
+    if stress and periodic:
+        result.stress = -W / abs(np.linalg.det(structure.cell))
+    return result
