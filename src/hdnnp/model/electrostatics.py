@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hdnnp.errors import ReadError
+from hdnnp.errors import ReadError, SettingsError
 
 SQRT2 = math.sqrt(2.0)
 SQRT_PI = math.sqrt(math.pi)
@@ -94,8 +94,12 @@ class EwaldSetup:
     r_cut: float | None = None
     max_sigma: float = 0.0
     estimator_fpe: float = 1.0
+    #: set when the settings cannot give Ewald parameters (raised for periodic structures only)
+    unusable: str | None = None
 
     def parameters(self, volume: float, n_atoms: int) -> EwaldParameters:
+        if self.unusable:
+            raise SettingsError(self.unusable)
         if self.method == 0:
             if self.precision >= 1.0:
                 raise ValueError("Ewald truncation method 0 (Jackson-Catlow) requires ewald_prec < 1")
@@ -147,7 +151,7 @@ class EwaldSetup:
     def tightened(self, factor: float = 1e-6) -> "EwaldSetup":
         """The same method with a precision ``factor`` times tighter (the ``converged`` option)."""
         return EwaldSetup(self.method, self.precision * factor, self.max_charge, self.r_cut,
-                          self.max_sigma, self.estimator_fpe)
+                          self.max_sigma, self.estimator_fpe, self.unusable)
 
 
 def kspace_integer_vectors(cell: np.ndarray, k_cut: float) -> np.ndarray:
@@ -399,8 +403,7 @@ def _ewald_from_settings(settings, max_sigma: float, ce: float, cl: float) -> Ew
         raise settings.error(pline, "ewald_prec: expected numbers") from None
     if method == 0 and len(vals) != 1:
         raise settings.error(pline, "ewald_prec: method 0 takes one number (precision < 1)")
-    if method == 1 and len(vals) not in (2, 3):
-        # n2p2 accepts one argument here but then fails for periodic structures
+    if method == 1 and len(vals) not in (1, 2, 3):
         raise settings.error(pline, "ewald_prec: method 1 needs '<force precision> <max charge> [r_cut]'")
     if vals[0] <= 0.0:
         raise settings.error(pline, "ewald_prec: the precision must be > 0")
@@ -411,4 +414,8 @@ def _ewald_from_settings(settings, max_sigma: float, ce: float, cl: float) -> Ew
     # Kolafa-Perram: the precision is a force, so it is normalised; 4 pi eps of the estimate is
     # 1 / (conv_length conv_energy) with normalisation, else 1 (n2p2 ignores four_pi_epsilon here)
     r_cut = vals[2] * cl if len(vals) == 3 else None
+    if len(vals) == 1:  # as n2p2: fine for molecules, an error for the first periodic structure
+        msg = (f"{settings.path}:{pline.lineno}: ewald_prec: ewald_truncation_error_method 1 needs "
+               "'<force precision> <max charge> [r_cut]' for periodic structures")
+        return EwaldSetup(1, vals[0] * ce / cl, 1.0, None, max_sigma, 1.0 / (cl * ce), msg)
     return EwaldSetup(1, vals[0] * ce / cl, vals[1], r_cut, max_sigma, 1.0 / (cl * ce))

@@ -1,0 +1,171 @@
+"""4G-HDNNP (n2p2 ``nnp_generation 4``) prediction against n2p2 v2.3.0 (tests/data/n2p2_4g/README.md)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hdnnp.errors import ReadError
+from hdnnp.io.n2p2_data import read_input_data
+from hdnnp.model.potential import Potential
+
+DATA = Path(__file__).parent / "data" / "n2p2_4g"
+EXAMPLES = ["H2O_RPBE-D3_4G", "AlAuMgO_4G", "Carbon_chain_4G"]
+_POTS: dict = {}
+
+
+def potential(ex: str) -> Potential:
+    if ex not in _POTS:
+        with pytest.warns(RuntimeWarning) if ex == "AlAuMgO_4G" else _nullcontext():  # zeta = -1, -2
+            _POTS[ex] = Potential.from_n2p2(DATA / "potentials" / ex)
+    return _POTS[ex]
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def log_value(ex: str, label: str) -> float:
+    text = (DATA / "predict" / ex / "log-excerpt.txt").read_text()
+    m = re.search(rf"^{re.escape(label)}:?\s+(\S+)", text, re.M)
+    return float(m.group(1))
+
+
+def nnatoms(ex: str) -> np.ndarray:
+    return np.loadtxt(DATA / "predict" / ex / "nnatoms.out", comments="#")
+
+
+@pytest.mark.parametrize("ex", EXAMPLES)
+def test_predict_matches_n2p2(ex):
+    pot = potential(ex)
+    assert pot.is_fourg
+    s = read_input_data(DATA / "potentials" / ex / "input.data")[0]
+    ref = read_input_data(DATA / "predict" / ex / "output.data")[0]
+    p = pot.compute(s)
+    assert abs(p.energy - ref.energy) <= 1e-10 * abs(ref.energy)
+    assert np.abs(p.forces - ref.forces).max() <= 1e-8
+    assert np.abs(p.charges - ref.charges).max() <= 1e-10
+    assert abs(p.charges.sum() - (s.charge or 0.0)) <= 1e-12
+    atoms = nnatoms(ex)
+    np.testing.assert_allclose(p.charges, atoms[:, 4], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(p.atomic_energies, atoms[:, 6], rtol=1e-12, atol=1e-10)
+    # the log prints 9 significant digits
+    assert p.electrostatic_energy == pytest.approx(log_value(ex, "NNP electrostatic energy"), rel=1e-8, abs=1e-13)
+    if s.cell is not None:
+        assert p.ewald.r_cut == pytest.approx(log_value(ex, "Real space cutoff"), rel=1e-8)
+        assert p.ewald.k_cut == pytest.approx(log_value(ex, "Reciprocal space cutoff"), rel=1e-8)
+        assert p.ewald.eta == pytest.approx(log_value(ex, "Ewald screening parameter"), rel=1e-8)
+    else:
+        assert p.ewald is None
+    hard = pot.hardness_physical()
+    for e, J in zip(pot.elements, hard):
+        m = re.search(rf"element\s+{e} from file \S+:\s+(\S+)", (DATA / "predict" / ex / "log-excerpt.txt").read_text())
+        assert J == pytest.approx(float(m.group(1)), rel=1e-8)
+
+
+def test_ewald_parameters_as_spec():
+    """SPEC-4G §2.6: H2O eta 9.83401, r_c 35.6827, k_c 0.368974; AlAuMgO 7.94463 / 29.3444 / 0.464920."""
+    from hdnnp.model.fourg import ewald_parameters
+
+    for ex, want in (("H2O_RPBE-D3_4G", (9.83401, 35.6827, 0.368974)), ("AlAuMgO_4G", (7.94463, 29.3444, 0.464920))):
+        s = read_input_data(DATA / "potentials" / ex / "input.data")[0]
+        p = ewald_parameters(potential(ex), s)
+        assert (p.eta, p.r_cut, p.k_cut) == pytest.approx(want, rel=2e-6)
+
+
+@pytest.mark.parametrize("ex", ["H2O_RPBE-D3_4G", "Carbon_chain_4G"])
+def test_dataset_matches_n2p2(ex):
+    """Every structure of n2p2's training set (20 periodic / 128 molecules, some charged) against nnp-dataset."""
+    pot = potential(ex)
+    structures = read_input_data(DATA / "dataset" / ex / "input.data")
+    refs = read_input_data(DATA / "dataset" / ex / "output.data")
+    assert len(structures) == len(refs) == {"H2O_RPBE-D3_4G": 20, "Carbon_chain_4G": 128}[ex]
+    for s, ref, p in zip(structures, refs, pot.predict(structures)):
+        assert abs(p.energy - ref.energy) <= 1e-10 * abs(ref.energy)
+        assert np.abs(p.forces - ref.forces).max() <= 1e-8
+        assert np.abs(p.charges - ref.charges).max() <= 1e-10
+        assert p.charges.sum() == pytest.approx(s.charge or 0.0, abs=1e-12)
+
+
+def test_torch_backend_matches_numba():
+    """The device path (torch symmetry functions, as on a GPU) gives the same 4G result."""
+    ex = "AlAuMgO_4G"
+    pot = potential(ex)
+    s = read_input_data(DATA / "potentials" / ex / "input.data")[0]
+    a = pot.compute(s, sf_backend="numba")
+    b = pot.compute(s, sf_backend="torch")
+    assert b.energy == pytest.approx(a.energy, rel=1e-13)
+    np.testing.assert_allclose(b.forces, a.forces, atol=1e-11)
+    np.testing.assert_allclose(b.charges, a.charges, atol=1e-12)
+    np.testing.assert_allclose(b.stress, a.stress, atol=1e-12)
+
+
+def _copy_potential(ex, tmp_path):
+    import shutil
+
+    d = tmp_path / ex
+    shutil.copytree(DATA / "potentials" / ex, d)
+    return d
+
+
+def test_short_weightse_file_is_an_error(tmp_path):
+    """n2p2 reads past the end of a short weights file; hdnnp names the file."""
+    d = _copy_potential("Carbon_chain_4G", tmp_path)
+    lines = (d / "weightse.006.data").read_text().splitlines()
+    (d / "weightse.006.data").write_text("\n".join(lines[:-5]) + "\n")
+    with pytest.raises(ReadError, match=r"weightse\.006\.data.*needs"):
+        Potential.from_n2p2(d)
+
+
+def test_bad_hardness_file_is_an_error(tmp_path):
+    d = _copy_potential("Carbon_chain_4G", tmp_path)
+    (d / "hardness.001.data").write_text("0.1\n0.2\n")
+    with pytest.raises(ReadError, match=r"hardness\.001\.data:2"):
+        Potential.from_n2p2(d)
+    (d / "hardness.001.data").unlink()
+    with pytest.raises(ReadError, match=r"hardness\.001\.data"):
+        Potential.from_n2p2(d)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (("fixed_gausswidth H 0.585815056466", ""), "fixed_gausswidth' missing for H"),
+    (("nnp_generation 4", "nnp_generation 3"), r"input\.nn:\d+: nnp_generation"),
+    (("ewald_prec 1.e-5 0.16", "ewald_prec 1.e-5 0.16 3 4"), r"input\.nn:\d+: ewald_prec"),
+    (("screen_electrostatics 4.8 8.0", "screen_electrostatics 4.8 8.0 q"), r"input\.nn:\d+: screening core"),
+    (("global_nodes_electrostatic 15 15", "global_nodes_electrostatic 15"), r"input\.nn:\d+: global_nodes_electrostatic"),
+])
+def test_bad_4g_settings_name_file_and_line(tmp_path, edit, match):
+    d = _copy_potential("Carbon_chain_4G", tmp_path)
+    text = (d / "input.nn").read_text()
+    assert edit[0] in text
+    (d / "input.nn").write_text(text.replace(edit[0], edit[1]))
+    with pytest.raises(ReadError, match=match):
+        Potential.from_n2p2(d)
+
+
+def test_one_argument_ewald_prec_fails_for_periodic_only(tmp_path):
+    """n2p2 accepts 'ewald_prec eps' under method 1 for molecules and fails for periodic structures."""
+    from hdnnp.errors import SettingsError
+
+    d = _copy_potential("H2O_RPBE-D3_4G", tmp_path)
+    text = (d / "input.nn").read_text()
+    (d / "input.nn").write_text(text.replace("ewald_prec 1.e-5 0.36", "ewald_prec 1.e-5"))
+    pot = Potential.from_n2p2(d)
+    s = read_input_data(d / "input.data")[0]
+    with pytest.raises(SettingsError, match=r"input\.nn:\d+: ewald_prec"):
+        pot.compute(s)
+
+
+def test_save_roundtrip(tmp_path):
+    pot = potential("Carbon_chain_4G")
+    s = read_input_data(DATA / "potentials" / "Carbon_chain_4G" / "input.data")[0]
+    pot.save(tmp_path / "out")
+    again = Potential.from_n2p2(tmp_path / "out")
+    assert again.compute(s).energy == pytest.approx(pot.compute(s).energy, rel=1e-15)
