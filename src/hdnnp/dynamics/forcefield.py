@@ -41,6 +41,7 @@ class ForceResult:
              or None for non-periodic systems.
     energies : (n_atoms,) per-atom energies, eV, summing to ``energy``; or None.
     n_extrapolations : number of symmetry-function values outside the scaling range.
+    charges : (n_atoms,) atomic charges (e) of a 4G potential, else None.
     """
 
     energy: float
@@ -49,6 +50,7 @@ class ForceResult:
     energies: np.ndarray | None = None
     n_extrapolations: int = 0
     extrapolations: list = field(default_factory=list)
+    charges: np.ndarray | None = None
 
 
 class ForceField(Protocol):
@@ -151,6 +153,8 @@ class HDNNPForceField:
         #: per-element share of the energy shift (mean energy + atom_energy offset), potential units
         self._shift = {e: mean + off for e, off in self.potential.offsets.items()}
         self.n_calls = 0
+        #: total charge (e) of the structures (4G potentials only; periodic cells must be neutral)
+        self.total_charge = 0.0
 
     @property
     def cutoff_angstrom(self) -> float:
@@ -160,11 +164,16 @@ class HDNNPForceField:
     def compute(self, elements: list[str], positions: np.ndarray, cell: np.ndarray | None,
                 stress: bool = True, forces: bool = True) -> ForceResult:
         lf, ef = self._lf, self._ef
-        s = Structure(elements=elements, positions=positions / lf, cell=None if cell is None else cell / lf)
+        s = Structure(elements=elements, positions=positions / lf, cell=None if cell is None else cell / lf,
+                      charge=self.total_charge)
         kw = {} if self.derivative_mode == "auto" else {"derivative_mode": self.derivative_mode}
         pred = self.potential.compute(s, forces=forces, stress=stress and cell is not None, **kw)
         self.n_calls += 1
         shift = np.array([self._shift[e] for e in elements])
+        if pred.electrostatic_energy is not None:
+            # 4G: the electrostatic energy has no unique per-atom split; an equal share per atom
+            # keeps sum(energies) == energy
+            shift = shift + pred.electrostatic_energy / len(elements)
         return ForceResult(
             energy=pred.energy * ef,
             forces=pred.forces * (ef / lf),
@@ -172,6 +181,7 @@ class HDNNPForceField:
             energies=(pred.atomic_energies + shift) * ef,
             n_extrapolations=pred.n_extrapolations,
             extrapolations=pred.extrapolations,
+            charges=pred.charges,
         )
 
 

@@ -34,9 +34,14 @@ class HDNNPCalculator(Calculator):
     offset, so they sum to ``energy``), ``stress`` (eV/Å^3, Voigt order xx yy zz yz xz xy,
     (1/V) dE/d(strain) as ASE expects; periodic structures only). Structures must be
     periodic in all three directions or none (as in n2p2).
+
+    4G potentials (n2p2 ``nnp_generation 4``) add ``charges`` (e, per atom, from the charge
+    equilibration); the total charge is the sum of ``atoms.get_initial_charges()`` (0 by default;
+    periodic cells must be neutral), and ``energies`` then include an equal share of the
+    electrostatic energy per atom.
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "energies", "stress"]
+    implemented_properties = ["energy", "free_energy", "forces", "energies", "stress", "charges"]
 
     def __init__(self, potential, length_unit: str | None = None, energy_unit: str | None = None,
                  device: str = "cpu", derivative_mode: str = "auto", sf_backend: str = "auto", **kwargs):
@@ -64,12 +69,17 @@ class HDNNPCalculator(Calculator):
         if "stress" in properties and not periodic:
             raise PropertyNotImplementedError("stress needs a periodic structure (pbc=True)")
         want_forces = any(p in properties for p in ("forces", "stress"))
+        if "charges" in properties and not self.potential.is_fourg:
+            raise PropertyNotImplementedError("charges need a 4G potential (nnp_generation 4)")
+        self.force_field.total_charge = float(np.sum(atoms.get_initial_charges()))
         res = self.force_field.compute(atoms.get_chemical_symbols(), np.array(atoms.positions),
                                        np.array(atoms.cell) if periodic else None,
                                        stress=periodic and want_forces, forces=want_forces)
         self.results["energy"] = res.energy
         self.results["free_energy"] = res.energy
         self.results["energies"] = res.energies
+        if res.charges is not None:
+            self.results["charges"] = res.charges
         if want_forces:
             self.results["forces"] = res.forces
             if res.stress is not None:
