@@ -169,3 +169,66 @@ def test_save_roundtrip(tmp_path):
     pot.save(tmp_path / "out")
     again = Potential.from_n2p2(tmp_path / "out")
     assert again.compute(s).energy == pytest.approx(pot.compute(s).energy, rel=1e-15)
+
+
+def test_cli_predict_writes_4g_columns(tmp_path, caplog):
+    """hdnnp predict: nnatoms.out Q_nnp, output.data charges and charge line, extxyz charges, charge RMSE."""
+    import logging
+
+    import ase.io
+
+    from hdnnp.cli import main
+
+    ex = "AlAuMgO_4G"
+    out = tmp_path / "pred"
+    with caplog.at_level(logging.INFO, logger="hdnnp"), pytest.warns(RuntimeWarning):
+        assert main(["predict", str(DATA / "potentials" / ex), str(DATA / "potentials" / ex / "input.data"),
+                     "-o", str(out)]) == 0
+    ours, ref = nnatoms_file(out / "nnatoms.out"), nnatoms(ex)
+    np.testing.assert_allclose(ours[:, 3:5], ref[:, 3:5], rtol=0, atol=1e-10)  # Q_ref, Q_nnp
+    got = read_input_data(out / "output.data")[0]
+    want = read_input_data(DATA / "predict" / ex / "output.data")[0]
+    np.testing.assert_allclose(got.charges, want.charges, atol=1e-10)
+    assert got.charge == pytest.approx(want.charge, abs=1e-12)
+    assert got.energy == pytest.approx(want.energy, rel=1e-12)
+    atoms = ase.io.read(out / "predictions.extxyz")
+    np.testing.assert_allclose(atoms.get_charges(), want.charges, atol=1e-7)  # extxyz: 8 decimals
+    assert "atomic charge: RMSE" in caplog.text
+    assert "NNP electrostatic energy" in caplog.text and "Ewald parameters" in caplog.text
+
+
+def nnatoms_file(path):
+    return np.loadtxt(path, comments="#")
+
+
+def test_cli_export_lammps_refuses_4g(tmp_path, capsys):
+    from hdnnp.cli import main
+
+    rc = main(["export", "lammps", str(DATA / "potentials" / "Carbon_chain_4G"), str(tmp_path / "lmp")])
+    assert rc != 0
+    assert "4G-HDNNP" in capsys.readouterr().err
+    assert not (tmp_path / "lmp" / "in.lammps").exists()
+
+
+def test_cli_md_with_4g_potential(tmp_path):
+    from hdnnp.cli import main
+
+    ex = "Carbon_chain_4G"
+    rc = main(["md", str(DATA / "potentials" / ex), str(DATA / "potentials" / ex / "input.data"), "--steps", "5",
+               "--timestep-fs", "0.2", "--temperature-K", "300", "--seed", "1", "--length-unit", "bohr",
+               "--energy-unit", "hartree", "--no-plot", "--no-progress", "-o", str(tmp_path / "md")])
+    assert rc == 0
+    assert len(np.loadtxt(tmp_path / "md" / "thermo.log", comments="#")) == 6
+
+
+def test_ase_calculator_charges():
+    from hdnnp.ase import HDNNPCalculator
+
+    ex = "Carbon_chain_4G"
+    s = read_input_data(DATA / "potentials" / ex / "input.data")[0]
+    atoms = s.to_ase()
+    atoms.positions *= 0.52917721067
+    atoms.calc = HDNNPCalculator(potential(ex), length_unit="bohr", energy_unit="hartree")
+    ref = read_input_data(DATA / "predict" / ex / "output.data")[0]
+    np.testing.assert_allclose(atoms.get_charges(), ref.charges, atol=1e-9)
+    assert atoms.get_potential_energies().sum() == pytest.approx(atoms.get_potential_energy(), rel=1e-12)

@@ -125,10 +125,14 @@ def read_input_data(path: str | Path, wrap: bool = True) -> list[Structure]:
     return structures
 
 
-def format_structure(s: Structure, energy: float | None = None, forces: np.ndarray | None = None) -> str:
-    """One ``begin``...``end`` block. ``energy``/``forces`` override the reference values."""
+def format_structure(s: Structure, energy: float | None = None, forces: np.ndarray | None = None,
+                     charges: np.ndarray | None = None) -> str:
+    """One ``begin``...``end`` block. ``energy``/``forces``/``charges`` override the reference values
+    (with ``charges``, the ``charge`` line is their sum, as n2p2's output.data)."""
     e = s.energy if energy is None else energy
     f = s.forces if forces is None else np.asarray(forces)
+    q = s.charges if charges is None else np.asarray(charges)
+    q_tot = s.charge if charges is None else float(np.sum(q))
     lines = ["begin" + (f" set={s.set_tag}" if s.set_tag else "")]
     lines += [f"comment {c}" for c in s.comments]
     if s.cell is not None:
@@ -138,11 +142,11 @@ def format_structure(s: Structure, energy: float | None = None, forces: np.ndarr
         fi = zeros3 if f is None else f[i]
         lines.append(
             "atom " + " ".join(_FMT % v for v in s.positions[i]) + f" {el:>2s} "
-            + _FMT % s.charges[i] + " " + _FMT % s.atomic_energies[i] + " "
+            + _FMT % q[i] + " " + _FMT % s.atomic_energies[i] + " "
             + " ".join(_FMT % v for v in fi)
         )
     lines.append("energy " + _FMT % (0.0 if e is None else e))
-    lines.append("charge " + _FMT % (0.0 if s.charge is None else s.charge))
+    lines.append("charge " + _FMT % (0.0 if q_tot is None else q_tot))
     lines.append("end")
     return "\n".join(lines) + "\n"
 

@@ -85,13 +85,15 @@ def write_predict_outputs(outdir: str | Path, structures, predictions, offsets: 
         ediff = (eref - p.energy) / n if s.energy is not None else (0.0 - p.energy) / n
         e_lines.append(f"{c:10d} {n:10d} {_e(eref)} {_e(p.energy)} {_e(ediff)} {_e(off)}\n")
         fref = s.forces if s.forces is not None else np.zeros((n, 3))
+        qnnp = getattr(p, "charges", None)  # 4G: NN charges (n2p2 writes 0 for 2G)
+        qnnp = np.zeros(n) if qnnp is None else qnnp
         for i in range(n):
             f_lines.append(
                 f"{c:10d} {i + 1:10d} " + " ".join(_e(v) for v in fref[i]) + " "
                 + " ".join(_e(v) for v in p.forces[i]) + "\n"
             )
             a_lines.append(
-                f"{c:10d} {i + 1:10d} {atomic_numbers[s.elements[i]]:3d} {_e(s.charges[i])} {_e(0.0)} "
+                f"{c:10d} {i + 1:10d} {atomic_numbers[s.elements[i]]:3d} {_e(s.charges[i])} {_e(qnnp[i])} "
                 f"{_e(s.atomic_energies[i])} {_e(p.atomic_energies[i])}\n"
             )
     paths = [outdir / "energy.out", outdir / "nnforces.out", outdir / "nnatoms.out"]

@@ -44,6 +44,7 @@ def run_lammps(args) -> int:
     from hdnnp.io.structure_files import read_atoms as read_structure
     from hdnnp.interfaces.lammps import export_lammps
 
+    _refuse_fourg(Path(args.potential_dir))
     structure = args.structure
     if structure is None and (Path(args.potential_dir) / "input.data").is_file():
         structure = Path(args.potential_dir) / "input.data"
@@ -67,3 +68,21 @@ def run_lammps(args) -> int:
     log.info("data file      : %s", info.data_file or "(none)")
     log.info("input          : %s", info.input_file)
     return 0
+
+
+FOURG_LAMMPS = (
+    "is a 4G-HDNNP (nnp_generation 4: charge equilibration + electrostatics): LAMMPS's pair_style hdnnp "
+    "(n2p2's interface) runs short-range 2G potentials only. What exists for 4G in LAMMPS today: n2p2's "
+    "undocumented pair_style hdnnp/develop (one MPI task only), and LAMMPS's pair_style runner (since late "
+    "2025, RuNNer-format files; hdnnp writes no converter). Not exported; run it with 'hdnnp md' or the ASE "
+    "calculator (hdnnp.ase.HDNNPCalculator), on CPU or GPU")
+
+
+def _refuse_fourg(directory) -> None:
+    """A clear refusal for 4G potentials (see FOURG_LAMMPS)."""
+    from hdnnp.errors import HDNNPError
+    from hdnnp.io.input_nn import Settings
+
+    path = directory / "input.nn"
+    if path.is_file() and Settings.read(path).nnp_generation() == 4:
+        raise HDNNPError(f"{path}: this potential {FOURG_LAMMPS}")

@@ -71,6 +71,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--derivative-mode", choices=("auto", "store", "recompute"), default="auto",
                    help="force the Potential's derivative mode (default auto: the Potential's default)")
     p.add_argument("--threads", type=int, default=None, help="torch and numba threads")
+    p.add_argument("--total-charge", type=float, default=0.0,
+                   help="4G potentials: total charge of the system in e (default 0; periodic cells must be neutral)")
     p.add_argument("--no-wrap", action="store_true", help="do not wrap positions into the cell")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plot", action="store_true", help="do not plot thermo.log")
@@ -89,7 +91,10 @@ def run(args) -> int:
     potential = Potential.from_n2p2(args.potential_dir, device=args.device, sf_backend=args.sf_backend)
     ff = HDNNPForceField(potential, length_unit=args.length_unit, energy_unit=args.energy_unit,
                          device=args.device, derivative_mode=args.derivative_mode)
+    ff.total_charge = args.total_charge
     log.info("*** SETUP: POTENTIAL ***")
+    if potential.is_fourg:
+        log.info("4G-HDNNP       : charge equilibration + electrostatics, total charge %g e", args.total_charge)
     log.info("potential      : %s (elements %s, cutoff %.4f Å)", args.potential_dir,
              " ".join(ff.potential.elements), ff.cutoff_angstrom)
     log.info("units          : length %s, energy %s (%s)", ff.units.length_unit, ff.units.energy_unit,

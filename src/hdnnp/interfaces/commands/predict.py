@@ -59,21 +59,25 @@ def run(args) -> int:
 
     with open(targets[3], "w", encoding="utf-8") as fh:
         for s, p in zip(structures, preds):
-            fh.write(format_structure(s, energy=p.energy, forces=p.forces))
+            fh.write(format_structure(s, energy=p.energy, forces=p.forces, charges=p.charges))
     import ase.io
     from ase.calculators.singlepoint import SinglePointCalculator
 
     frames = []
     for s, p in zip(structures, preds):
         atoms = s.to_ase()
-        atoms.calc = SinglePointCalculator(atoms, energy=p.energy, forces=p.forces,
-                                           **({"stress": p.stress} if p.stress is not None else {}))
+        extra = {"stress": p.stress} if p.stress is not None else {}
+        if p.charges is not None:  # 4G: the NN charges
+            extra["charges"] = p.charges
+        atoms.calc = SinglePointCalculator(atoms, energy=p.energy, forces=p.forces, **extra)
         atoms.arrays["atomic_energies"] = p.atomic_energies
         frames.append(atoms)
     ase.io.write(targets[4], frames, format="extxyz")
     n_atoms = sum(len(s) for s in structures)
     for c, (s, p) in enumerate(zip(structures, preds), start=1):
         log.info("structure %4d: %6d atoms  E = %.10f  (%.10f per atom)", c, len(s), p.energy, p.energy / len(s))
+        if p.charges is not None:
+            _log_fourg(p)
     log.info("%d structures in %.3f s (%.3f ms/atom); energies and forces in the potential's units",
              len(structures), dt, 1e3 * dt / max(n_atoms, 1))
     m = reference_errors(structures, preds)
@@ -89,5 +93,29 @@ def run(args) -> int:
             ef, lf = energy_factor(pot.energy_unit), length_factor(pot.length_unit)
             log.info("in meV: energy RMSE %.3f meV/atom%s", 1e3 * ef * m["rmse_epa"],
                      f", force RMSE {1e3 * ef / lf * m['rmse_f']:.2f} meV/Å" if m["n_comp"] else "")
+    if pot.is_fourg:
+        _log_charge_errors(structures, preds)
     log.info("wrote %s", ", ".join(str(t) for t in targets))
     return 0
+
+
+def _log_fourg(p) -> None:
+    """A 4G structure's electrostatics, as nnp-predict's log prints it."""
+    if p.ewald is not None:
+        log.info("    Ewald parameters: real space cutoff %16.8E  reciprocal space cutoff %16.8E  "
+                 "screening parameter eta %16.8E", p.ewald.r_cut, p.ewald.k_cut, p.ewald.eta)
+    log.info("    NNP electrostatic energy: %16.8E   NNP total charge: %16.8E",
+             p.electrostatic_energy, float(p.charges.sum()))
+
+
+def _log_charge_errors(structures, preds) -> None:
+    """Charge RMSE/MAE against the charges in the input file (structures whose charges are not all 0)."""
+    import numpy as np
+
+    diffs = [p.charges - s.charges for s, p in zip(structures, preds) if np.any(s.charges)]
+    if not diffs:
+        log.info("no reference charges in the input (all 0): no charge errors")
+        return
+    d = np.concatenate(diffs)
+    log.info("atomic charge: RMSE %.6g  MAE %.6g (e; %d structures with reference charges)",
+             float(np.sqrt(np.mean(d * d))), float(np.mean(np.abs(d))), len(diffs))
