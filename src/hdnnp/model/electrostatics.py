@@ -230,11 +230,53 @@ class QeqResult:
     ewald: EwaldParameters | None = None
 
 
+@dataclass
+class PairTerms:
+    """The position-dependent pieces of the Qeq matrix and of the energy, for a half pair list.
+
+    i, j : (p,) pairs (each unordered pair once; for a periodic cell every image, self-images
+    (i == j) once per +-n pair); a : (p,) their share of A_ij (added to A_ij and A_ji);
+    si, sj, phi : the pairs with r < r_out and their screening energy per unit Q_i Q_j; kv : (K, 3) k-vectors of the half sphere and
+    ck : (K,) weights, A_rec(i, j) = sum_K ck cos(kv . (r_i - r_j)) (None for a molecule);
+    diag : (n,) diagonal of A without J.
+    """
+
+    i: torch.Tensor
+    j: torch.Tensor
+    a: torch.Tensor
+    si: torch.Tensor
+    sj: torch.Tensor
+    phi: torch.Tensor
+    kv: torch.Tensor | None
+    ck: torch.Tensor | None
+    diag: torch.Tensor
+
+    def matrix(self, pos: torch.Tensor) -> torch.Tensor:
+        """A without J (n, n), differentiable."""
+        n = pos.shape[0]
+        A = torch.zeros((n, n), dtype=pos.dtype, device=pos.device)
+        A = A.index_put((self.i, self.j), self.a, accumulate=True)
+        A = A.index_put((self.j, self.i), self.a, accumulate=True)
+        if self.kv is not None:
+            c, s = self.cos_sin(pos)
+            A = A + (c * self.ck) @ c.T + (s * self.ck) @ s.T
+        return A + torch.diag(self.diag)
+
+    def cos_sin(self, pos):
+        phase = pos @ self.kv.T
+        return torch.cos(phase), torch.sin(phase)
+
+    def screening_energy(self, Q: torch.Tensor) -> torch.Tensor:
+        return (Q[self.si] * Q[self.sj] * self.phi).sum()
+
+
 class Electrostatics(torch.nn.Module):
     """Qeq + screened electrostatics of one structure, differentiable in chi, positions and cell.
 
     sigma : (n_elements,) Gaussian widths (L); hardness : (n_elements,) J (E/q^2), a parameter
     (trained in n2p2's stage 1); four_pi_eps : 4 pi epsilon_0 (q^2/(E L)); screening : or None.
+    ``forward`` is differentiable in everything (for training); ``energy_and_surrogate`` is the
+    faster prediction path (adjoint method, no graph through the dense matrix or the solve).
     """
 
     def __init__(self, sigma, hardness, four_pi_eps: float, ewald: EwaldSetup, screening: Screening | None,
@@ -254,89 +296,115 @@ class Electrostatics(torch.nn.Module):
         setup = self.ewald.tightened() if converged else self.ewald
         return setup.parameters(abs(float(np.linalg.det(cell))), n_atoms)
 
+    def pair_terms(self, species, pos, cell, pairs, ewald: EwaldParameters | None) -> PairTerms:
+        """pos : (n, 3), cell : (3, 3) or None (L); pairs : (i, j, shifts) half list (periodic:
+        all images within max(r_c, r_out)) or None for a molecule (all pairs i < j)."""
+        n = pos.shape[0]
+        k = 1.0 / self.four_pi_eps
+        sig = self.sigma[species]
+        if cell is None:
+            i, j = torch.triu_indices(n, n, 1, device=pos.device)
+            vec = pos[j] - pos[i]
+        else:
+            i, j, S = pairs
+            vec = pos[j] - pos[i] + S.to(pos.dtype) @ cell
+        r = torch.linalg.norm(vec, dim=1)
+        # sqrt2 gamma_ij from a table over element pairs (one gather per pair)
+        ne = self.sigma.shape[0]
+        g_table = (SQRT2 * torch.sqrt(self.sigma[:, None] ** 2 + self.sigma[None, :] ** 2)).flatten()
+        g = g_table[species[i] * ne + species[j]]
+        diag = k / (sig * SQRT_PI)
+        kv = ck = None
+        if cell is None:
+            a = k * torch.erf(r / g) / r
+        else:
+            # n2p2: erfc(r/(sqrt2 eta)) - erfc(r/(sqrt2 gamma)), pairs with r <= r_c
+            a = torch.where(r <= ewald.r_cut, k * (torch.erfc(r / (SQRT2 * ewald.eta)) - torch.erfc(r / g)) / r,
+                            torch.zeros_like(r))
+            M = torch.as_tensor(kspace_integer_vectors(cell.detach().cpu().numpy(), ewald.k_cut),
+                                dtype=pos.dtype, device=pos.device)
+            kv = M @ (2.0 * math.pi * torch.linalg.inv(cell).T)
+            k2 = (kv * kv).sum(1)
+            volume = torch.abs(torch.linalg.det(cell))
+            ck = k * 2.0 * (4.0 * math.pi / volume) * torch.exp(-0.5 * ewald.eta ** 2 * k2) / k2  # x2: half sphere
+            diag = diag - k * SQRT2 / (ewald.eta * SQRT_PI)
+        if self.screening is None:
+            m = torch.zeros(0, dtype=torch.int64, device=pos.device)
+        else:
+            m = torch.nonzero(r < self.screening.r_out).flatten()
+        rm = r[m]
+        phi = k * torch.erf(rm / g[m]) * (self.screening.minus_one(rm) if len(m) else rm) / rm
+        return PairTerms(i, j, a, i[m], j[m], phi, kv, ck, diag)
+
+    @staticmethod
+    def _solve(A: torch.Tensor, chi: torch.Tensor, total_charge: float):
+        n = A.shape[0]
+        M = torch.ones((n + 1, n + 1), dtype=A.dtype, device=A.device)
+        M[:n, :n] = A
+        M[n, n] = 0.0
+        b = torch.cat([-chi, torch.full((1,), float(total_charge), dtype=chi.dtype, device=chi.device)])
+        return M, torch.linalg.solve(M, b)
+
+    def _energy(self, terms: PairTerms, A: torch.Tensor, J: torch.Tensor, sig: torch.Tensor,
+                Q: torch.Tensor) -> torch.Tensor:
+        """1/2 Q^T (A - J) Q - sum k Q^2 / (2 sigma sqrt pi) + screening (A includes J)."""
+        self_e = (Q * Q / (2.0 * SQRT_PI * self.four_pi_eps * sig)).sum()
+        return 0.5 * Q @ (A @ Q) - 0.5 * (J * Q * Q).sum() - self_e + terms.screening_energy(Q)
+
     def forward(self, chi: torch.Tensor, species: torch.Tensor, positions: torch.Tensor,
                 cell: torch.Tensor | None, total_charge: float, pairs=None,
                 ewald: EwaldParameters | None = None) -> QeqResult:
         """chi : (n,) E/q; species : (n,) element index; positions : (n, 3) L; cell : (3, 3) rows or None.
 
-        pairs (periodic only) : (i, j, shifts) int64 tensors of the full image list within
-        max(r_c, r_out), self-images included; ewald : the parameters for this cell.
+        pairs (periodic only) : (i, j, shifts) int64 tensors of the half image list within
+        max(r_c, r_out); ewald : the parameters for this cell. Differentiable in everything.
         """
         n = chi.shape[0]
-        sig = self.sigma[species]
-        gamma_s2 = SQRT2 * torch.sqrt(sig[:, None] ** 2 + sig[None, :] ** 2)  # (n, n) sqrt2 gamma_ij
-        k = 1.0 / self.four_pi_eps
         J = self.hardness[species]
-        if cell is None:
-            A, E_screen = self._molecule(positions, gamma_s2, total_charge)
-        else:
-            A, E_screen = self._periodic(positions, cell, sig, gamma_s2, pairs, ewald)
-        A = A + torch.diag(J + k / (sig * SQRT_PI))
-        M = torch.zeros((n + 1, n + 1), dtype=A.dtype, device=A.device)
-        M[:n, :n] = A
-        M[:n, n] = 1.0
-        M[n, :n] = 1.0
-        b = torch.cat([-chi, torch.full((1,), float(total_charge), dtype=chi.dtype, device=chi.device)])
-        sol = torch.linalg.solve(M, b)
+        terms = self.pair_terms(species, positions, cell, pairs, ewald)
+        A = terms.matrix(positions) + torch.diag(J)
+        _, sol = self._solve(A, chi, total_charge)
         Q = sol[:n]
-        E = 0.5 * Q @ (A @ Q) - 0.5 * (J * Q * Q).sum() - k * (Q * Q / (2.0 * sig * SQRT_PI)).sum()
-        E = E + E_screen(Q)
-        return QeqResult(charges=Q, energy=E, lagrange=sol[n], ewald=ewald)
+        energy = self._energy(terms, A, J, self.sigma[species], Q)
+        return QeqResult(charges=Q, energy=energy, lagrange=sol[n], ewald=ewald)
 
-    def _molecule(self, pos: torch.Tensor, gamma_s2: torch.Tensor, total_charge: float):
-        """Dense A without its diagonal, and the screening energy as a function of Q."""
-        n = pos.shape[0]
-        k = 1.0 / self.four_pi_eps
-        iu, ju = torch.triu_indices(n, n, 1, device=pos.device)
-        r = torch.linalg.norm(pos[ju] - pos[iu], dim=1)
-        a = k * torch.erf(r / gamma_s2[iu, ju]) / r
-        A = torch.zeros((n, n), dtype=pos.dtype, device=pos.device)
-        A = A.index_put((iu, ju), a).index_put((ju, iu), a)
-        scr = self.screening
+    def energy_and_surrogate(self, chi, species, positions, cell, total_charge, pairs, ewald, short_energy):
+        """Prediction with forces by the adjoint method (as n2p2's forces).
 
-        def e_screen(Q):
-            if scr is None:
-                return Q.sum() * 0.0
-            m = r < scr.r_out
-            return (Q[iu[m]] * Q[ju[m]] * a[m] * scr.minus_one(r[m])).sum()
+        chi : (n,) with a graph to the SFs; short_energy : a function Q -> short-range energy
+        (graph to the SFs). Returns (Q, E_elec, E_short, L): values as ``forward`` gives them, and
+        a scalar L whose gradient in the SFs, positions and cell is the total energy's gradient.
+        With M [Q; lambda] = [-chi; Q_tot] and M mu = [dE/dQ; 0]:
+        L = E_short(G, Q) + E_elec(Q, r) - mu^T (A(r) Q + chi(G)), Q and mu held fixed.
+        """
+        n = chi.shape[0]
+        J = self.hardness[species].detach()
+        terms = self.pair_terms(species, positions, cell, pairs, ewald)
+        with torch.no_grad():
+            A = _detach_terms(terms).matrix(positions.detach()) + torch.diag(J)
+            M, sol = self._solve(A, chi.detach(), total_charge)
+        Q = sol[:n].detach().requires_grad_(True)
+        with torch.enable_grad():
+            e_short = short_energy(Q)
+            e_elec_q = self._energy(_detach_terms(terms), A, J, self.sigma[species], Q)
+            (g,) = torch.autograd.grad(e_short + e_elec_q, Q, retain_graph=True)
+        with torch.no_grad():
+            mu = torch.linalg.solve(M, torch.cat([g, g.new_zeros(1)]))[:n]
+        Qd = Q.detach()
+        # the position-dependent part of E_elec - mu^T A Q: pair sums and structure factors
+        w = Qd[terms.i] * Qd[terms.j] - (mu[terms.i] * Qd[terms.j] + mu[terms.j] * Qd[terms.i])
+        L = (w * terms.a).sum() + terms.screening_energy(Qd)
+        if terms.kv is not None:
+            c, s = terms.cos_sin(positions)
+            cq, sq, cm, sm = c.T @ Qd, s.T @ Qd, c.T @ mu, s.T @ mu
+            L = L + (terms.ck * (0.5 * (cq * cq + sq * sq) - (cm * cq + sm * sq))).sum()
+        L = L + e_short - (mu * chi).sum()
+        return Qd, e_elec_q.detach(), e_short, L
 
-        return A, e_screen
 
-    def _periodic(self, pos, cell, sig, gamma_s2, pairs, ewald: EwaldParameters):
-        n = pos.shape[0]
-        k = 1.0 / self.four_pi_eps
-        i, j, S = pairs
-        vec = pos[j] - pos[i] + S.to(pos.dtype) @ cell
-        r = torch.linalg.norm(vec, dim=1)
-        eta_s2 = SQRT2 * ewald.eta
-        g = gamma_s2[i, j]
-        real = r <= ewald.r_cut
-        a_real = torch.where(real, (torch.erfc(r / eta_s2) - torch.erfc(r / g)) / r, torch.zeros_like(r))
-        A = torch.zeros((n, n), dtype=pos.dtype, device=pos.device)
-        A = A.index_put((i, j), k * a_real, accumulate=True)
-        # reciprocal space: 2 coeff cos(kv . (r_i - r_j)) = 2 coeff (c_i c_j + s_i s_j)
-        M = torch.as_tensor(kspace_integer_vectors(cell.detach().cpu().numpy(), ewald.k_cut),
-                            dtype=pos.dtype, device=pos.device)
-        kbox = 2.0 * math.pi * torch.linalg.inv(cell).T
-        kv = M @ kbox
-        k2 = (kv * kv).sum(1)
-        volume = torch.abs(torch.linalg.det(cell))
-        coeff = 2.0 * (4.0 * math.pi / volume) * torch.exp(-0.5 * ewald.eta ** 2 * k2) / k2  # x2: half sphere
-        phase = pos @ kv.T  # (n, nk)
-        c, s = torch.cos(phase), torch.sin(phase)
-        A = A + k * ((c * coeff) @ c.T + (s * coeff) @ s.T)
-        A = A + torch.diag(torch.full_like(sig, -k * SQRT2 / (ewald.eta * SQRT_PI)))
-        scr = self.screening
-
-        def e_screen(Q):
-            if scr is None:
-                return Q.sum() * 0.0
-            m = r < scr.r_out
-            im, jm, rm = i[m], j[m], r[m]
-            # full list: every pair twice (self-images as +n and -n): weight 1/2 (see the module doc)
-            return 0.5 * k * (Q[im] * Q[jm] * torch.erf(rm / g[m]) * scr.minus_one(rm) / rm).sum()
-
-        return A, e_screen
+def _detach_terms(t: PairTerms) -> PairTerms:
+    d = (lambda x: None if x is None else x.detach())
+    return PairTerms(t.i, t.j, d(t.a), t.si, t.sj, d(t.phi), d(t.kv), d(t.ck), d(t.diag))
 
 
 # ------------------------------------------------------------------ reading the settings

@@ -52,24 +52,25 @@ def ewald_parameters(pot, structure, converged: bool = False) -> EwaldParameters
 
 
 def electrostatic_pairs(pot, structure, ewald: EwaldParameters | None, device):
-    """Full periodic image list within max(r_c, r_out) (physical lengths), as device tensors."""
+    """Half periodic image list within max(r_c, r_out) (physical lengths) as device tensors
+    (i, j, shifts); every unordered pair and each +-n self-image pair once. None for a molecule."""
     if structure.cell is None:
         return None
+    from vesin import NeighborList
+
     _, cl, _ = units(pot)
     rc = max(ewald.r_cut, pot.electrostatics.pair_cutoff) / cl
-    nl = neighbor_list(structure.positions, structure.cell, rc * (1.0 + 1e-12) + 1e-12)
-    return tuple(torch.as_tensor(a, device=device) for a in (nl.i, nl.j, nl.shifts))
+    calc = NeighborList(cutoff=rc * (1.0 + 1e-12) + 1e-12, full_list=False)
+    i, j, S = calc.compute(points=np.ascontiguousarray(structure.positions, dtype=np.float64),
+                           box=np.ascontiguousarray(structure.cell, dtype=np.float64), periodic=True,
+                           quantities="ijS")
+    return tuple(torch.as_tensor(np.asarray(a, dtype=np.int64), device=device) for a in (i, j, S))
 
 
-def fourg_energy(pot, G: torch.Tensor, species: torch.Tensor, positions: torch.Tensor,
-                 cell: torch.Tensor | None, total_charge: float, pairs, ewald: EwaldParameters | None) -> FourGTerms:
-    """Energy of one structure from raw SFs G (n, max_sf), positions (n, 3) and cell (3, 3) (physical).
-
-    Differentiable in G, positions and cell (and in the networks' weights and the hardness).
-    """
-    ce, cl, cc = units(pot)
-    n = G.shape[0]
-    chi = torch.zeros(n, dtype=pot.dtype, device=G.device)
+def _chi_and_inputs(pot, G: torch.Tensor, species: torch.Tensor):
+    """chi (n,) in the computation's units and the scaled SFs per element {e: (idx, x)}."""
+    ce, _, cc = units(pot)
+    chi = torch.zeros(G.shape[0], dtype=pot.dtype, device=G.device)
     x_scaled = {}
     for k, e in enumerate(pot.elements):
         idx = torch.nonzero(species == k).flatten()
@@ -81,18 +82,54 @@ def fourg_energy(pot, G: torch.Tensor, species: torch.Tensor, positions: torch.T
         x_scaled[e] = (idx, x)
         # n2p2 treats the chi network's output as physical and normalises it (x conv_energy / conv_charge)
         chi = chi.index_put((idx,), pot.charge_networks[e](x) * (ce / cc))
+    return chi, x_scaled
+
+
+def _short_atomic(pot, x_scaled, Q: torch.Tensor) -> torch.Tensor:
+    """Short networks with the charge as last (unscaled) input: (n,) energies, computation units."""
+    atomic = torch.zeros(Q.shape[0], dtype=pot.dtype, device=Q.device)
+    for e, (idx, x) in x_scaled.items():
+        atomic = atomic.index_put((idx,), pot.networks[e](torch.cat([x, Q[idx, None]], dim=1)))
+    return atomic
+
+
+def _physical_ewald(ewald, cl):
+    return None if ewald is None else EwaldParameters(ewald.eta / cl, ewald.r_cut / cl, ewald.k_cut * cl)
+
+
+def fourg_energy(pot, G: torch.Tensor, species: torch.Tensor, positions: torch.Tensor,
+                 cell: torch.Tensor | None, total_charge: float, pairs, ewald: EwaldParameters | None) -> FourGTerms:
+    """Energy of one structure from raw SFs G (n, max_sf), positions (n, 3) and cell (3, 3) (physical).
+
+    Differentiable in G, positions and cell and in the networks' weights and the hardness (for training).
+    """
+    ce, cl, cc = units(pot)
+    chi, x_scaled = _chi_and_inputs(pot, G, species)
     cell_n = None if cell is None else cell * cl
     res = pot.electrostatics(chi, species, positions * cl, cell_n, total_charge * cc, pairs, ewald)
-    Q = res.charges
-    atomic = torch.zeros(n, dtype=pot.dtype, device=G.device)
-    for e, (idx, x) in x_scaled.items():
-        # the charge is the short network's last input, unscaled
-        atomic = atomic.index_put((idx,), pot.networks[e](torch.cat([x, Q[idx, None]], dim=1)))
+    atomic = _short_atomic(pot, x_scaled, res.charges)
     energy = (atomic.sum() + res.energy) / ce
-    phys_ewald = None
-    if ewald is not None:
-        phys_ewald = EwaldParameters(ewald.eta / cl, ewald.r_cut / cl, ewald.k_cut * cl)
-    return FourGTerms(energy=energy, atomic=atomic / ce, charges=Q / cc, elec=res.energy / ce, ewald=phys_ewald)
+    return FourGTerms(energy=energy, atomic=atomic / ce, charges=res.charges / cc, elec=res.energy / ce,
+                      ewald=_physical_ewald(ewald, cl))
+
+
+def fourg_energy_surrogate(pot, G, species, positions, cell, total_charge, pairs, ewald):
+    """Prediction path: ``FourGTerms`` with values only, and a scalar whose gradient in G,
+    positions and cell is the gradient of the energy (adjoint method, ``Electrostatics.energy_and_surrogate``)."""
+    ce, cl, cc = units(pot)
+    chi, x_scaled = _chi_and_inputs(pot, G, species)
+    cell_n = None if cell is None else cell * cl
+    atomic_box = {}
+
+    def short_energy(Q):
+        atomic_box["a"] = _short_atomic(pot, x_scaled, Q)
+        return atomic_box["a"].sum()
+
+    Q, e_elec, e_short, L = pot.electrostatics.energy_and_surrogate(
+        chi, species, positions * cl, cell_n, total_charge * cc, pairs, ewald, short_energy)
+    terms = FourGTerms(energy=(e_short.detach() + e_elec) / ce, atomic=atomic_box["a"].detach() / ce,
+                       charges=Q / cc, elec=e_elec / ce, ewald=_physical_ewald(ewald, cl))
+    return terms, L / ce
 
 
 def compute_fourg(pot, structure, forces: bool, stress: bool, structure_index: int, sf_backend: str | None,
@@ -129,10 +166,12 @@ def compute_fourg(pot, structure, forces: bool, stress: bool, structure_index: i
             nl = pot.sf_set.neighbors(structure)
             G_np = pot.sf_set._run(structure, nl, species, 0)[0]
             G = torch.as_tensor(G_np, dtype=pot.dtype, device=dev).requires_grad_(forces)
-        terms = fourg_energy(pot, G, sp_t, pos, cell, total_charge, pairs, ewald)
         if forces:
+            terms, L = fourg_energy_surrogate(pot, G, sp_t, pos, cell, total_charge, pairs, ewald)
             inputs = [vec if use_torch else G, pos0, strain]
-            grads = torch.autograd.grad(terms.energy, inputs, allow_unused=True)
+            grads = torch.autograd.grad(L, inputs, allow_unused=True)
+        else:
+            terms = fourg_energy(pot, G, sp_t, pos, cell, total_charge, pairs, ewald)
     G_cpu = G.detach().to("cpu", torch.float64).numpy()
     extrap = pot.check_extrapolation(G_cpu, species, structure_index)
     result = Prediction(energy=float(terms.energy.detach()) + pot.energy_shift(structure), forces=np.zeros((n, 3)),
