@@ -296,45 +296,70 @@ class Electrostatics(torch.nn.Module):
         setup = self.ewald.tightened() if converged else self.ewald
         return setup.parameters(abs(float(np.linalg.det(cell))), n_atoms)
 
-    def pair_terms(self, species, pos, cell, pairs, ewald: EwaldParameters | None) -> PairTerms:
-        """pos : (n, 3), cell : (3, 3) or None (L); pairs : (i, j, shifts) half list (periodic:
-        all images within max(r_c, r_out)) or None for a molecule (all pairs i < j)."""
-        n = pos.shape[0]
-        k = 1.0 / self.four_pi_eps
-        sig = self.sigma[species]
-        if cell is None:
-            i, j = torch.triu_indices(n, n, 1, device=pos.device)
-            vec = pos[j] - pos[i]
-        else:
-            i, j, S = pairs
-            vec = pos[j] - pos[i] + S.to(pos.dtype) @ cell
+    def _geometry(self, species, pos, cell, i, j, S):
+        """Pair distances r and sqrt2 gamma_ij (from a table over element pairs)."""
+        vec = pos[j] - pos[i]
+        if cell is not None:
+            vec = vec + S.to(pos.dtype) @ cell
         r = torch.linalg.norm(vec, dim=1)
-        # sqrt2 gamma_ij from a table over element pairs (one gather per pair)
         ne = self.sigma.shape[0]
         g_table = (SQRT2 * torch.sqrt(self.sigma[:, None] ** 2 + self.sigma[None, :] ** 2)).flatten()
-        g = g_table[species[i] * ne + species[j]]
-        diag = k / (sig * SQRT_PI)
-        kv = ck = None
-        if cell is None:
-            a = k * torch.erf(r / g) / r
-        else:
-            # n2p2: erfc(r/(sqrt2 eta)) - erfc(r/(sqrt2 gamma)), pairs with r <= r_c
-            a = torch.where(r <= ewald.r_cut, k * (torch.erfc(r / (SQRT2 * ewald.eta)) - torch.erfc(r / g)) / r,
-                            torch.zeros_like(r))
-            M = torch.as_tensor(kspace_integer_vectors(cell.detach().cpu().numpy(), ewald.k_cut),
-                                dtype=pos.dtype, device=pos.device)
-            kv = M @ (2.0 * math.pi * torch.linalg.inv(cell).T)
-            k2 = (kv * kv).sum(1)
-            volume = torch.abs(torch.linalg.det(cell))
-            ck = k * 2.0 * (4.0 * math.pi / volume) * torch.exp(-0.5 * ewald.eta ** 2 * k2) / k2  # x2: half sphere
-            diag = diag - k * SQRT2 / (ewald.eta * SQRT_PI)
+        return r, g_table[species[i] * ne + species[j]]
+
+    def _real_a(self, r, g, ewald: EwaldParameters | None):
+        """A_ij share of a pair: molecule k erf(r/(sqrt2 gamma))/r; periodic (n2p2) k [erfc(r/(sqrt2 eta))
+        - erfc(r/(sqrt2 gamma))]/r for r <= r_c."""
+        k = 1.0 / self.four_pi_eps
+        if ewald is None:
+            return k * torch.erf(r / g) / r
+        a = k * (torch.erfc(r / (SQRT2 * ewald.eta)) - torch.erfc(r / g)) / r
+        return torch.where(r <= ewald.r_cut, a, torch.zeros_like(r))
+
+    def _phi(self, r, g):
+        """Screening energy per unit Q_i Q_j: k erf(r/(sqrt2 gamma)) (f_s(r) - 1) / r (pairs with r < r_out)."""
+        if not len(r):
+            return r
+        return torch.erf(r / g) * self.screening.minus_one(r) / (r * self.four_pi_eps)
+
+    def _reciprocal(self, pos, cell, ewald: EwaldParameters):
+        """k-vectors (K, 3) of n2p2's half sphere and weights ck (K,) (x2 for the other half)."""
+        k = 1.0 / self.four_pi_eps
+        M = torch.as_tensor(kspace_integer_vectors(cell.detach().cpu().numpy(), ewald.k_cut),
+                            dtype=pos.dtype, device=pos.device)
+        kv = M @ (2.0 * math.pi * torch.linalg.inv(cell).T)
+        k2 = (kv * kv).sum(1)
+        volume = torch.abs(torch.linalg.det(cell))
+        return kv, k * 2.0 * (4.0 * math.pi / volume) * torch.exp(-0.5 * ewald.eta ** 2 * k2) / k2
+
+    def _diag(self, sig, ewald: EwaldParameters | None):
+        d = 1.0 / (self.four_pi_eps * sig * SQRT_PI)
+        return d if ewald is None else d - SQRT2 / (self.four_pi_eps * ewald.eta * SQRT_PI)
+
+    def _screened(self, r, i, j, S):
         if self.screening is None:
-            m = torch.zeros(0, dtype=torch.int64, device=pos.device)
+            m = torch.zeros(0, dtype=torch.int64, device=r.device)
         else:
             m = torch.nonzero(r < self.screening.r_out).flatten()
-        rm = r[m]
-        phi = k * torch.erf(rm / g[m]) * (self.screening.minus_one(rm) if len(m) else rm) / rm
-        return PairTerms(i, j, a, i[m], j[m], phi, kv, ck, diag)
+        return m, i[m], j[m], None if S is None else S[m]
+
+    def pair_terms(self, species, pos, cell, pairs, ewald: EwaldParameters | None) -> PairTerms:
+        """pos : (n, 3), cell : (3, 3) or None (L); pairs : periodic: (i, j, S) half list within
+        max(r_c, r_out) or an ``ImagePairs``; molecule: None (all pairs i < j)."""
+        from hdnnp.model.ewald_pairs import ImagePairs
+
+        n = pos.shape[0]
+        if cell is None:
+            i, j = torch.triu_indices(n, n, 1, device=pos.device)
+            S = None
+        else:
+            i, j, S = pairs.all() if isinstance(pairs, ImagePairs) else pairs
+        r, g = self._geometry(species, pos, cell, i, j, S)
+        a = self._real_a(r, g, ewald)
+        m, si, sj, _ = self._screened(r, i, j, S)
+        kv = ck = None
+        if cell is not None:
+            kv, ck = self._reciprocal(pos, cell, ewald)
+        return PairTerms(i, j, a, si, sj, self._phi(r[m], g[m]), kv, ck, self._diag(self.sigma[species], ewald))
 
     @staticmethod
     def _solve(A: torch.Tensor, chi: torch.Tensor, total_charge: float):
@@ -368,38 +393,118 @@ class Electrostatics(torch.nn.Module):
         energy = self._energy(terms, A, J, self.sigma[species], Q)
         return QeqResult(charges=Q, energy=energy, lagrange=sol[n], ewald=ewald)
 
-    def energy_and_surrogate(self, chi, species, positions, cell, total_charge, pairs, ewald, short_energy):
+    def energy_and_surrogate(self, chi, species, positions, cell, total_charge, pairs, ewald, short_energy,
+                             gradient: bool = True):
         """Prediction with forces by the adjoint method (as n2p2's forces).
 
         chi : (n,) with a graph to the SFs; short_energy : a function Q -> short-range energy
-        (graph to the SFs). Returns (Q, E_elec, E_short, L): values as ``forward`` gives them, and
-        a scalar L whose gradient in the SFs, positions and cell is the total energy's gradient.
-        With M [Q; lambda] = [-chi; Q_tot] and M mu = [dE/dQ; 0]:
+        (graph to the SFs); pairs : periodic: an ``ImagePairs`` (chunks: memory O(block x n)).
+        Returns (Q, E_elec, E_short, L): values as ``forward`` gives them, and a scalar L whose
+        gradient in the SFs, positions and cell is the total energy's gradient (None unless
+        ``gradient``). With M [Q; lambda] = [-chi; Q_tot] and M mu = [dE/dQ; 0]:
         L = E_short(G, Q) + E_elec(Q, r) - mu^T (A(r) Q + chi(G)), Q and mu held fixed.
         """
         n = chi.shape[0]
+        sig = self.sigma[species].detach()
         J = self.hardness[species].detach()
-        terms = self.pair_terms(species, positions, cell, pairs, ewald)
+        chunks = (lambda: pairs.chunks()) if cell is not None else (lambda: [(None, None, None)])
+        pos_d = positions.detach()
+        cell_d = None if cell is None else cell.detach()
         with torch.no_grad():
-            A = _detach_terms(terms).matrix(positions.detach()) + torch.diag(J)
+            A, scr = self._real_matrix(species, pos_d, cell_d, chunks, ewald)
+            si, sj, sS = scr
+            phi = self._phi(*self._geometry(species, pos_d, cell_d, si, sj, sS))
+            if cell is not None:
+                kv, ck = self._reciprocal(pos_d, cell_d, ewald)
+                phase = pos_d @ kv.T
+                c, s = torch.cos(phase), torch.sin(phase)
+                A += (c * ck) @ c.T + (s * ck) @ s.T
+            A += torch.diag(self._diag(sig, ewald) + J)
             M, sol = self._solve(A, chi.detach(), total_charge)
         Q = sol[:n].detach().requires_grad_(True)
         with torch.enable_grad():
             e_short = short_energy(Q)
-            e_elec_q = self._energy(_detach_terms(terms), A, J, self.sigma[species], Q)
+            e_elec_q = (0.5 * Q @ (A @ Q) - 0.5 * (J * Q * Q).sum()
+                        - (Q * Q / (2.0 * SQRT_PI * self.four_pi_eps * sig)).sum() + (Q[si] * Q[sj] * phi).sum())
+            if not gradient:
+                return Q.detach(), e_elec_q.detach(), e_short.detach(), None
             (g,) = torch.autograd.grad(e_short + e_elec_q, Q, retain_graph=True)
         with torch.no_grad():
             mu = torch.linalg.solve(M, torch.cat([g, g.new_zeros(1)]))[:n]
         Qd = Q.detach()
-        # the position-dependent part of E_elec - mu^T A Q: pair sums and structure factors
-        w = Qd[terms.i] * Qd[terms.j] - (mu[terms.i] * Qd[terms.j] + mu[terms.j] * Qd[terms.i])
-        L = (w * terms.a).sum() + terms.screening_energy(Qd)
-        if terms.kv is not None:
-            c, s = terms.cos_sin(positions)
+        # position-dependent part of E_elec - mu^T A Q: real-space pairs chunk by chunk (their
+        # gradient accumulated and put back as a linear term), screening, structure factors
+        L = self._real_gradient_term(species, positions, cell, chunks, ewald, Qd, mu)
+        L = L + (Qd[si] * Qd[sj] * self._phi(*self._geometry(species, positions, cell, si, sj, sS))).sum()
+        if cell is not None:
+            kv, ck = self._reciprocal(positions, cell, ewald)
+            phase = positions @ kv.T
+            c, s = torch.cos(phase), torch.sin(phase)
             cq, sq, cm, sm = c.T @ Qd, s.T @ Qd, c.T @ mu, s.T @ mu
-            L = L + (terms.ck * (0.5 * (cq * cq + sq * sq) - (cm * cq + sm * sq))).sum()
+            L = L + (ck * (0.5 * (cq * cq + sq * sq) - (cm * cq + sm * sq))).sum()
         L = L + e_short - (mu * chi).sum()
-        return Qd, e_elec_q.detach(), e_short, L
+        return Qd, e_elec_q.detach(), e_short.detach(), L
+
+    def _real_matrix(self, species, pos, cell, chunks, ewald):
+        """Dense real-space A (no J, no diagonal terms) and the screened pairs (i, j, S), no gradient."""
+        n = pos.shape[0]
+        A = torch.zeros((n, n), dtype=pos.dtype, device=pos.device)
+        scr = []
+        for i, j, S in chunks():
+            if i is None:  # molecule: all pairs
+                i, j = torch.triu_indices(n, n, 1, device=pos.device)
+            r, g = self._geometry(species, pos, cell, i, j, S)
+            a = self._real_a(r, g, ewald)
+            A.index_put_((i, j), a, accumulate=True)
+            A.index_put_((j, i), a, accumulate=True)
+            scr.append(self._screened(r, i, j, S)[1:])
+        si = torch.cat([t[0] for t in scr])
+        sj = torch.cat([t[1] for t in scr])
+        sS = None if cell is None else torch.cat([t[2] for t in scr])
+        return A, (si, sj, sS)
+
+    def _real_gradient_term(self, species, positions, cell, chunks, ewald, Q, mu):
+        """sum_pairs w a(r) with w = Q_i Q_j - mu_i Q_j - mu_j Q_i: its gradient in positions and cell,
+        accumulated chunk by chunk with the analytic da/dr (no graph per pair), returned as a
+        linear stand-in (same gradient)."""
+        n = positions.shape[0]
+        pos = positions.detach()
+        cel = None if cell is None else cell.detach()
+        k = 1.0 / self.four_pi_eps
+        two_sqrt_pi = 2.0 / SQRT_PI
+        gpos = torch.zeros_like(pos)
+        gcell = None if cell is None else torch.zeros_like(cel)
+        with torch.no_grad():
+            for i, j, S in chunks():
+                if i is None:
+                    i, j = torch.triu_indices(n, n, 1, device=pos.device)
+                vec = pos[j] - pos[i]
+                if cel is not None:
+                    vec = vec + S.to(pos.dtype) @ cel
+                r = torch.linalg.norm(vec, dim=1)
+                ne = self.sigma.shape[0]
+                g = (SQRT2 * torch.sqrt(self.sigma[:, None] ** 2 + self.sigma[None, :] ** 2)).flatten()[
+                    species[i] * ne + species[j]]
+                a = self._real_a(r, g, ewald)
+                # d/dr of erf(r/s) = 2/sqrt(pi) exp(-r^2/s^2)/s; erfc: the negative
+                dgauss = two_sqrt_pi * torch.exp(-(r / g) ** 2) / g
+                if ewald is None:
+                    num = dgauss
+                else:
+                    s1 = SQRT2 * ewald.eta
+                    num = torch.where(r <= ewald.r_cut, dgauss - two_sqrt_pi * torch.exp(-(r / s1) ** 2) / s1,
+                                      torch.zeros_like(r))
+                dadr = k * num / r - a / r
+                w = Q[i] * Q[j] - (mu[i] * Q[j] + mu[j] * Q[i])
+                gv = (w * dadr / r)[:, None] * vec  # dL/dvec
+                gpos.index_add_(0, j, gv)
+                gpos.index_add_(0, i, -gv)
+                if gcell is not None:
+                    gcell += S.to(pos.dtype).T @ gv
+        L = (gpos * positions).sum()
+        if gcell is not None and cell.requires_grad:
+            L = L + (gcell * cell).sum()
+        return L
 
 
 def _detach_terms(t: PairTerms) -> PairTerms:

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from hdnnp.model.electrostatics import EwaldParameters
-from hdnnp.neighbors import neighbor_list
 
 
 @dataclass
@@ -51,20 +50,13 @@ def ewald_parameters(pot, structure, converged: bool = False) -> EwaldParameters
     return pot.electrostatics.ewald_parameters(np.asarray(structure.cell) * cl, len(structure), converged)
 
 
-def electrostatic_pairs(pot, structure, ewald: EwaldParameters | None, device):
-    """Half periodic image list within max(r_c, r_out) (physical lengths) as device tensors
-    (i, j, shifts); every unordered pair and each +-n self-image pair once. None for a molecule."""
-    if structure.cell is None:
+def image_pairs(pot, positions_n: torch.Tensor, cell_n: torch.Tensor | None, ewald: EwaldParameters | None):
+    """``ImagePairs`` within max(r_c, r_out) for wrapped positions and cell in the computation's units."""
+    if cell_n is None:
         return None
-    from vesin import NeighborList
+    from hdnnp.model.ewald_pairs import ImagePairs
 
-    _, cl, _ = units(pot)
-    rc = max(ewald.r_cut, pot.electrostatics.pair_cutoff) / cl
-    calc = NeighborList(cutoff=rc * (1.0 + 1e-12) + 1e-12, full_list=False)
-    i, j, S = calc.compute(points=np.ascontiguousarray(structure.positions, dtype=np.float64),
-                           box=np.ascontiguousarray(structure.cell, dtype=np.float64), periodic=True,
-                           quantities="ijS")
-    return tuple(torch.as_tensor(np.asarray(a, dtype=np.int64), device=device) for a in (i, j, S))
+    return ImagePairs(positions_n, cell_n, max(ewald.r_cut, pot.electrostatics.pair_cutoff))
 
 
 def _chi_and_inputs(pot, G: torch.Tensor, species: torch.Tensor):
@@ -98,14 +90,16 @@ def _physical_ewald(ewald, cl):
 
 
 def fourg_energy(pot, G: torch.Tensor, species: torch.Tensor, positions: torch.Tensor,
-                 cell: torch.Tensor | None, total_charge: float, pairs, ewald: EwaldParameters | None) -> FourGTerms:
-    """Energy of one structure from raw SFs G (n, max_sf), positions (n, 3) and cell (3, 3) (physical).
+                 cell: torch.Tensor | None, total_charge: float, ewald: EwaldParameters | None) -> FourGTerms:
+    """Energy of one structure from raw SFs G (n, max_sf), positions (n, 3) (wrapped into the cell)
+    and cell (3, 3) (physical units).
 
     Differentiable in G, positions and cell and in the networks' weights and the hardness (for training).
     """
     ce, cl, cc = units(pot)
     chi, x_scaled = _chi_and_inputs(pot, G, species)
     cell_n = None if cell is None else cell * cl
+    pairs = image_pairs(pot, positions * cl, cell_n, ewald)
     res = pot.electrostatics(chi, species, positions * cl, cell_n, total_charge * cc, pairs, ewald)
     atomic = _short_atomic(pot, x_scaled, res.charges)
     energy = (atomic.sum() + res.energy) / ce
@@ -113,9 +107,10 @@ def fourg_energy(pot, G: torch.Tensor, species: torch.Tensor, positions: torch.T
                       ewald=_physical_ewald(ewald, cl))
 
 
-def fourg_energy_surrogate(pot, G, species, positions, cell, total_charge, pairs, ewald):
+def fourg_energy_surrogate(pot, G, species, positions, cell, total_charge, ewald, gradient: bool = True):
     """Prediction path: ``FourGTerms`` with values only, and a scalar whose gradient in G,
-    positions and cell is the gradient of the energy (adjoint method, ``Electrostatics.energy_and_surrogate``)."""
+    positions and cell is the gradient of the energy (adjoint method, ``Electrostatics.energy_and_surrogate``;
+    None unless ``gradient``). Periodic pairs are generated in chunks (memory O(block x N))."""
     ce, cl, cc = units(pot)
     chi, x_scaled = _chi_and_inputs(pot, G, species)
     cell_n = None if cell is None else cell * cl
@@ -125,11 +120,12 @@ def fourg_energy_surrogate(pot, G, species, positions, cell, total_charge, pairs
         atomic_box["a"] = _short_atomic(pot, x_scaled, Q)
         return atomic_box["a"].sum()
 
+    pairs = image_pairs(pot, positions * cl, cell_n, ewald)
     Q, e_elec, e_short, L = pot.electrostatics.energy_and_surrogate(
-        chi, species, positions * cl, cell_n, total_charge * cc, pairs, ewald, short_energy)
+        chi, species, positions * cl, cell_n, total_charge * cc, pairs, ewald, short_energy, gradient)
     terms = FourGTerms(energy=(e_short.detach() + e_elec) / ce, atomic=atomic_box["a"].detach() / ce,
                        charges=Q / cc, elec=e_elec / ce, ewald=_physical_ewald(ewald, cl))
-    return terms, L / ce
+    return terms, None if L is None else L / ce
 
 
 def compute_fourg(pot, structure, forces: bool, stress: bool, structure_index: int, sf_backend: str | None,
@@ -143,7 +139,6 @@ def compute_fourg(pot, structure, forces: bool, stress: bool, structure_index: i
     species = pot.sf_set.species_of(structure)
     sp_t = torch.as_tensor(species, device=dev)
     ewald = ewald_parameters(pot, structure, converged)
-    pairs = electrostatic_pairs(pot, structure, ewald, dev)
     periodic = structure.cell is not None
     total_charge = 0.0 if structure.charge is None else float(structure.charge)
     if periodic and abs(total_charge) > 1e-10:
@@ -154,8 +149,14 @@ def compute_fourg(pot, structure, forces: bool, stress: bool, structure_index: i
         pos0 = torch.as_tensor(structure.positions, dtype=pot.dtype, device=dev).requires_grad_(forces)
         strain = torch.zeros((3, 3), dtype=pot.dtype, device=dev, requires_grad=forces)
         deform = torch.eye(3, dtype=pot.dtype, device=dev) + strain
-        pos = pos0 @ deform
-        cell = None if not periodic else torch.as_tensor(structure.cell, dtype=pot.dtype, device=dev) @ deform
+        cell = None
+        if periodic:  # positions wrapped into the cell for the image pairs (integer shifts: same energy)
+            cell0 = torch.as_tensor(structure.cell, dtype=pot.dtype, device=dev)
+            wrap = torch.floor(pos0.detach() @ torch.linalg.inv(cell0)) @ cell0
+            pos = (pos0 - wrap) @ deform
+            cell = cell0 @ deform
+        else:
+            pos = pos0 @ deform
         if use_torch:
             tsf = pot.torch_symmetry_functions()
             nl = pot._torch_neighbors(structure)
@@ -166,12 +167,10 @@ def compute_fourg(pot, structure, forces: bool, stress: bool, structure_index: i
             nl = pot.sf_set.neighbors(structure)
             G_np = pot.sf_set._run(structure, nl, species, 0)[0]
             G = torch.as_tensor(G_np, dtype=pot.dtype, device=dev).requires_grad_(forces)
+        terms, L = fourg_energy_surrogate(pot, G, sp_t, pos, cell, total_charge, ewald, gradient=forces)
         if forces:
-            terms, L = fourg_energy_surrogate(pot, G, sp_t, pos, cell, total_charge, pairs, ewald)
             inputs = [vec if use_torch else G, pos0, strain]
             grads = torch.autograd.grad(L, inputs, allow_unused=True)
-        else:
-            terms = fourg_energy(pot, G, sp_t, pos, cell, total_charge, pairs, ewald)
     G_cpu = G.detach().to("cpu", torch.float64).numpy()
     extrap = pot.check_extrapolation(G_cpu, species, structure_index)
     result = Prediction(energy=float(terms.energy.detach()) + pot.energy_shift(structure), forces=np.zeros((n, 3)),
