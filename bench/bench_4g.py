@@ -26,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 POT = REPO / "tests" / "data" / "n2p2_4g" / "potentials" / "H2O_RPBE-D3_4G"
 N2P2_SECONDS = (1.63, 1.74)
+DEFAULT_THREADS = __import__("torch").get_num_threads()
 REPS = {1: (1, 1, 1), 2: (2, 1, 1), 4: (2, 2, 1), 8: (2, 2, 2), 12: (3, 2, 2), 16: (4, 2, 2)}
 
 
@@ -39,8 +40,7 @@ def one_size(mult: int, device: str, threads: int | None, repeats: int) -> dict:
     from hdnnp.io.n2p2_data import read_input_data
     from hdnnp.model.potential import Potential
 
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads or DEFAULT_THREADS)
     pot = Potential.from_n2p2(POT, device=device)
     s = read_input_data(POT / "input.data")[0].repeat(REPS[mult]) if mult > 1 else read_input_data(POT / "input.data")[0]
     t0 = time.perf_counter()
