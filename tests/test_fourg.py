@@ -232,3 +232,13 @@ def test_ase_calculator_charges():
     ref = read_input_data(DATA / "predict" / ex / "output.data")[0]
     np.testing.assert_allclose(atoms.get_charges(), ref.charges, atol=1e-9)
     assert atoms.get_potential_energies().sum() == pytest.approx(atoms.get_potential_energy(), rel=1e-12)
+
+
+def test_cli_train_refuses_4g_clearly(tmp_path, capsys):
+    from hdnnp.cli import main
+
+    ex = "Carbon_chain_4G"
+    rc = main(["train", str(DATA / "potentials" / ex / "input.nn"), "-o", str(tmp_path / "run"), "--data",
+               str(DATA / "dataset" / ex / "input.data")])
+    assert rc != 0
+    assert "4G-HDNNP" in capsys.readouterr().err

@@ -894,6 +894,10 @@ def train(config: str | Path | None = None, data: str | Path | None = None, run_
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             inputs = read_inputs(config, data)
+            if inputs.settings.nnp_generation() == 4:  # 4G training: not implemented yet
+                raise HDNNPError(f"{inputs.settings.path}: training a 4G-HDNNP (nnp_generation 4; n2p2's "
+                                 "stages 1 and 2) is not implemented yet; hdnnp predicts with 4G potentials "
+                                 "(hdnnp predict / md / the ASE calculator)")
             cfg = config_from_settings(inputs.settings, overrides=None)
         if epochs is not None:
             overrides["epochs"] = epochs
