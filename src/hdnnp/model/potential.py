@@ -47,6 +47,10 @@ def _check_sf_backend(name: str) -> str:
 
 def _topology(settings: Settings, suffix: str) -> tuple[list[int], list[str]]:
     """Hidden-layer sizes and activation letters from ``global_*_<suffix>`` (short / electrostatic)."""
+    for key in (f"element_hidden_layers_{suffix}", f"element_nodes_{suffix}", f"element_activation_{suffix}"):
+        if key in settings:
+            raise settings.error(settings.line(key), f"{key}: per-element network topologies are not supported; "
+                                                     f"use the global_*_{suffix} keywords")
     n_hidden = settings.get_int(f"global_hidden_layers_{suffix}")
     nodes_line = settings.require(f"global_nodes_{suffix}")
     act_line = settings.require(f"global_activation_{suffix}")

@@ -22,6 +22,9 @@ def add_parser(sub) -> None:
     p.add_argument("--float32", action="store_true",
                    help="evaluate the networks (and, with the torch backend, the symmetry functions) in float32")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--ewald-converged", action="store_true",
+                   help="4G periodic structures: Ewald precision 1e6 times tighter than ewald_prec (closer to the "
+                        "converged sum) instead of n2p2's parameters")
     p.set_defaults(func=run)
 
 
@@ -44,6 +47,7 @@ def run(args) -> int:
     dtype = torch.float32 if args.float32 else torch.float64
     log.info("*** SETUP: POTENTIAL ***  %s", args.potential)
     pot = Potential.from_n2p2(args.potential, device=args.device, dtype=dtype, sf_backend=args.sf_backend)
+    pot.ewald_converged = args.ewald_converged
     log.info("elements %s, symmetry functions %s, cutoff %.6g", " ".join(pot.elements),
              pot.sf_set.n_sf, pot.sf_set.cutoff)
     log.info("device %s, %s, symmetry functions: %s backend", args.device, str(dtype).replace("torch.", ""),
