@@ -234,7 +234,7 @@ def test_ase_calculator_charges():
     assert atoms.get_potential_energies().sum() == pytest.approx(atoms.get_potential_energy(), rel=1e-12)
 
 
-def test_cli_train_refuses_4g_clearly(tmp_path, capsys):
+def test_cli_train_without_stage_refuses_4g_clearly(tmp_path, capsys):
     from hdnnp.cli import main
 
     ex = "Carbon_chain_4G"
@@ -242,3 +242,30 @@ def test_cli_train_refuses_4g_clearly(tmp_path, capsys):
                str(DATA / "dataset" / ex / "input.data")])
     assert rc != 0
     assert "4G-HDNNP" in capsys.readouterr().err
+
+
+def test_stage1_training_fits_charges_and_writes_a_potential(tmp_path):
+    """n2p2's stage 1 (chi networks + hardness on reference charges), short run on the H2O 4G training set;
+    the run directory is a 4G potential whose predicted charges are the trained ones."""
+    import shutil
+
+    from hdnnp.cli import main
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for f in ("input.nn", "scaling.data") + tuple(f"weights.{z:03d}.data" for z in (1, 8)):
+        shutil.copy(DATA / "potentials" / "H2O_RPBE-D3_4G" / f, src / f)
+    from hdnnp.io.n2p2_data import write_input_data
+
+    data = tmp_path / "input.data"  # 8 of the 20 structures (test time)
+    write_input_data(data, read_input_data(DATA / "dataset" / "H2O_RPBE-D3_4G" / "input.data")[:8])
+    run = tmp_path / "run"
+    assert main(["train", str(src / "input.nn"), "--stage", "1", "--epochs", "1", "--data", str(data),
+                 "-o", str(run), "--seed", "2"]) == 0
+    curve = np.loadtxt(run / "learning-curve.out.stage-1", comments="#")
+    assert curve[0, 1] > 0.05 and curve[-1, 1] < 2e-3 and curve[-1, 2] < 3e-3
+    pot = Potential.from_n2p2(run)
+    structures = read_input_data(data)
+    d = np.concatenate([p.charges - s.charges for s, p in zip(structures, pot.predict(structures, forces=False))])
+    assert np.sqrt(np.mean(d * d)) < 3e-3
+    assert (run / "hardness.001.data").is_file() and (run / "weightse.008.data").is_file()

@@ -895,9 +895,9 @@ def train(config: str | Path | None = None, data: str | Path | None = None, run_
             warnings.simplefilter("always")
             inputs = read_inputs(config, data)
             if inputs.settings.nnp_generation() == 4:  # 4G training: not implemented yet
-                raise HDNNPError(f"{inputs.settings.path}: training a 4G-HDNNP (nnp_generation 4; n2p2's "
-                                 "stages 1 and 2) is not implemented yet; hdnnp predicts with 4G potentials "
-                                 "(hdnnp predict / md / the ASE calculator)")
+                raise HDNNPError(f"{inputs.settings.path}: a 4G-HDNNP (nnp_generation 4) is trained in n2p2's "
+                                 "two stages: 'hdnnp train input.nn --stage 1' (chi networks and hardness) is "
+                                 "available, stage 2 (short-range networks) is not implemented yet")
             cfg = config_from_settings(inputs.settings, overrides=None)
         if epochs is not None:
             overrides["epochs"] = epochs

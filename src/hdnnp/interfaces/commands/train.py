@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
+
+log = logging.getLogger("hdnnp")
 
 
 def add_parser(subparsers) -> None:
@@ -31,6 +34,9 @@ def add_parser(subparsers) -> None:
                                                           "(default: half the available memory)")
     p.add_argument("--cache-dtype", choices=["float64", "float32"], help="storage type of cached derivatives")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--stage", type=int, choices=(1, 2), default=None,
+                   help="4G-HDNNP (nnp_generation 4): n2p2's stage 1 (chi networks and hardness on the reference "
+                        "charges; optimizer lbfgs (default) or adam); stage 2 is not implemented yet")
     p.set_defaults(func=run)
 
 
@@ -40,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.config is None and args.resume is None:
         raise HDNNPError("give a configuration (input.nn or control.in) or --resume RUN_DIR")
+    if args.stage is not None:
+        return _run_fourg_stage(args)
     overrides = {
         "optimizer": args.optimizer, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
         "force_weight": args.force_weight, "seed": args.seed, "cache_memory_gb": args.cache_memory_gb,
@@ -55,4 +63,28 @@ def run(args: argparse.Namespace) -> int:
     train(config=args.config, data=args.data, run_dir=args.run_dir, device=args.device, epochs=args.epochs,
           resume=args.resume, overrides={k: v for k, v in overrides.items() if v is not None},
           progress=not args.no_progress)
+    return 0
+
+
+def _run_fourg_stage(args: argparse.Namespace) -> int:
+    """``--stage 1``: 4G stage 1 (``hdnnp.training.fourg_stages``)."""
+    from pathlib import Path
+
+    from hdnnp.errors import HDNNPError
+    from hdnnp.io.input_nn import Settings
+    from hdnnp.training.fourg_stages import train_stage1
+
+    if args.stage == 2:
+        raise HDNNPError("4G stage 2 (short-range networks with the charges fixed) is not implemented yet")
+    if args.config is None or args.run_dir is None:
+        raise HDNNPError("--stage 1 needs an input.nn and -o RUN_DIR")
+    data = args.data or str(Path(args.config).parent / "input.data")
+    epochs = args.epochs if args.epochs is not None else Settings.read(args.config).get_int("epochs", 10)
+    optimizer = args.optimizer or "lbfgs"
+    if optimizer not in ("lbfgs", "adam"):
+        raise HDNNPError(f"--stage 1: optimizer lbfgs or adam, not {optimizer}")
+    r = train_stage1(args.config, data, args.run_dir, epochs=epochs, optimizer=optimizer,
+                     learning_rate=args.learning_rate or 1e-3, seed=args.seed if args.seed is not None else 1)
+    log.info("stage 1 done in %.1f s: charge RMSE train %.4e test %.4e (e); potential in %s", r.wall_time_s,
+             r.curve[-1][1], r.curve[-1][2], args.run_dir)
     return 0

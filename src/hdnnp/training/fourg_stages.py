@@ -1,0 +1,183 @@
+"""4G-HDNNP training, n2p2's stage 1: the chi networks and the element hardness J against reference charges.
+
+Stage 1 of n2p2's ``nnp-train 1``: with the structures fixed, the charges Q = Qeq(chi(G), J) depend
+on the chi networks' weights and on J only, so the loss sum (Q - Q_ref)^2 is minimised by
+autograd through the (small, per-structure) bordered solve. J is parametrised as h^2 (positive),
+as in n2p2. The real-space/k-space Qeq matrix without J is computed once per structure.
+Optimizer: full-batch L-BFGS (default) or Adam (n2p2's Kalman filter is not used).
+
+Writes an n2p2 4G potential directory: input.nn, scaling.data, weightse.ZZZ.data, hardness.ZZZ.data
+(and, when the input directory has them, the short weights.ZZZ.data unchanged), plus
+``learning-curve.out.stage-1`` with n2p2's columns (epoch, RMSE_Qtrain, RMSE_Qtest, MAE_Qtrain, MAE_Qtest).
+Stage 2 (short-range networks with the charges fixed) is not implemented.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase.data import atomic_numbers
+
+from hdnnp.errors import HDNNPError
+from hdnnp.io.input_nn import Settings
+from hdnnp.io.n2p2_data import read_input_data
+from hdnnp.io.scaling_data import write_scaling_data
+from hdnnp.io.weights_data import write_hardness, write_weights
+
+log = logging.getLogger("hdnnp")
+
+
+@dataclass
+class Stage1Result:
+    curve: list = field(default_factory=list)  # (epoch, rmse_train, rmse_test, mae_train, mae_test)
+    wall_time_s: float = 0.0
+    run_dir: Path | None = None
+
+
+@dataclass
+class _Item:
+    x: dict          # element -> (idx, scaled SFs)
+    species: torch.Tensor
+    A0: torch.Tensor  # (n, n) Qeq matrix without J (computation units)
+    q_tot: float
+    q_ref: torch.Tensor
+
+
+def _prepare(pot, structures) -> list[_Item]:
+    from hdnnp.model.fourg import _chi_and_inputs, ewald_parameters, image_pairs, units
+
+    _, cl, cc = units(pot)
+    items = []
+    for s in structures:
+        species = pot.sf_set.species_of(s)
+        sp = torch.as_tensor(species)
+        G = torch.as_tensor(pot.sf_set._run(s, pot.sf_set.neighbors(s), species, 0)[0], dtype=pot.dtype)
+        with torch.no_grad():
+            _, x = _chi_and_inputs(pot, G, sp)
+            ewald = ewald_parameters(pot, s)
+            pos = torch.as_tensor(s.positions, dtype=pot.dtype) * cl
+            cell = None if s.cell is None else torch.as_tensor(s.cell, dtype=pot.dtype) * cl
+            pairs = image_pairs(pot, pos, cell, ewald)
+            A0 = pot.electrostatics.pair_terms(sp, pos, cell, pairs, ewald).matrix(pos)
+        items.append(_Item({e: (idx, xx.detach()) for e, (idx, xx) in x.items()}, sp, A0,
+                           float(s.charge or 0.0) * cc, torch.as_tensor(s.charges, dtype=pot.dtype) * cc))
+    return items
+
+
+def _charges(pot, item: _Item, h: torch.Tensor) -> torch.Tensor:
+    from hdnnp.model.fourg import units
+
+    ce, _, cc = units(pot)
+    n = item.A0.shape[0]
+    chi = torch.zeros(n, dtype=pot.dtype)
+    for e, (idx, x) in item.x.items():
+        chi = chi.index_put((idx,), pot.charge_networks[e](x) * (ce / cc))
+    M = torch.ones((n + 1, n + 1), dtype=pot.dtype)
+    M[:n, :n] = item.A0 + torch.diag(h[item.species] ** 2)
+    M[n, n] = 0.0
+    b = torch.cat([-chi, torch.tensor([item.q_tot], dtype=pot.dtype)])
+    return torch.linalg.solve(M, b)[:n]
+
+
+def _errors(pot, items, h) -> tuple[float, float]:
+    if not items:
+        return 0.0, 0.0
+    with torch.no_grad():
+        d = torch.cat([_charges(pot, it, h) - it.q_ref for it in items])
+    return float(torch.sqrt((d * d).mean())), float(d.abs().mean())
+
+
+def train_stage1(input_nn: str | Path, data: str | Path, run_dir: str | Path, epochs: int = 10,
+                 optimizer: str = "lbfgs", learning_rate: float = 1e-3, test_fraction: float | None = None,
+                 seed: int = 1, lbfgs_iterations: int = 20) -> Stage1Result:
+    """Train the chi networks and the hardness of a 4G input.nn on the charges of ``data``.
+
+    The scaling.data next to input.nn is used (else computed from the data, as nnp-scaling does).
+    test_fraction : default input.nn's ``test_fraction`` (else 0.1); the split is random (seed).
+    """
+    from hdnnp.model.potential import Potential
+    from hdnnp.training.statistics import sf_statistics
+
+    t0 = time.perf_counter()
+    input_nn, run_dir = Path(input_nn), Path(run_dir)
+    settings = Settings.read(input_nn)
+    if settings.nnp_generation() != 4:
+        raise HDNNPError(f"{input_nn}: stage 1 needs a 4G input.nn (nnp_generation 4)")
+    scaling = input_nn.parent / "scaling.data"
+    pot = Potential.from_settings(settings, scaling_path=scaling if scaling.is_file() else None, seed=seed)
+    structures = read_input_data(data)
+    if not scaling.is_file():
+        pot.set_scaling(sf_statistics(pot.sf_set, structures))
+    if test_fraction is None:
+        test_fraction = settings.get_float("test_fraction", 0.1)
+    rng = np.random.default_rng(seed)
+    is_test = rng.random(len(structures)) < test_fraction
+    items = _prepare(pot, structures)
+    train = [it for it, t in zip(items, is_test) if not t]
+    test = [it for it, t in zip(items, is_test) if t]
+    h = torch.sqrt(pot.electrostatics.hardness.detach().clone()).requires_grad_(True)
+    params = [h] + [p for net in pot.charge_networks.values() for p in net.parameters()]
+    n_train_atoms = sum(len(it.q_ref) for it in train)
+
+    def loss_fn():
+        return sum(((_charges(pot, it, h) - it.q_ref) ** 2).sum() for it in train) / n_train_atoms
+
+    if optimizer == "lbfgs":
+        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=lbfgs_iterations, line_search_fn="strong_wolfe",
+                                tolerance_grad=0.0, tolerance_change=0.0)  # the loss is ~1e-7 e^2
+    elif optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=learning_rate)
+    else:
+        raise HDNNPError(f"stage 1 optimizer must be lbfgs or adam, not {optimizer!r}")
+    result = Stage1Result(run_dir=run_dir)
+    cc = pot.conv_charge
+    for epoch in range(epochs + 1):
+        if epoch > 0:
+            if optimizer == "lbfgs":
+                def closure():
+                    opt.zero_grad()
+                    loss = loss_fn()
+                    loss.backward()
+                    return loss
+                opt.step(closure)
+            else:
+                for it in train:  # one update per structure, as n2p2's task batches of 1
+                    opt.zero_grad()
+                    loss = ((_charges(pot, it, h) - it.q_ref) ** 2).mean()
+                    loss.backward()
+                    opt.step()
+        tr, te = _errors(pot, train, h), _errors(pot, test, h)
+        row = (epoch, tr[0] / cc, te[0] / cc, tr[1] / cc, te[1] / cc)
+        result.curve.append(row)
+        log.info("stage 1 epoch %3d: charge RMSE train %.4e test %.4e (e)", epoch, row[1], row[2])
+    with torch.no_grad():
+        pot.electrostatics.hardness.copy_(h.detach() ** 2)
+    _write_stage1(pot, input_nn, run_dir, result.curve)
+    result.wall_time_s = time.perf_counter() - t0
+    return result
+
+
+def _write_stage1(pot, input_nn: Path, run_dir: Path, curve) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if input_nn.resolve() != (run_dir / "input.nn").resolve():
+        shutil.copyfile(input_nn, run_dir / "input.nn")
+    if pot.scaling_stats is not None:
+        write_scaling_data(run_dir / "scaling.data", pot.scaling_stats)
+    for e, J in zip(pot.elements, pot.hardness_physical()):
+        z = atomic_numbers[e]
+        write_weights(run_dir / f"weightse.{z:03d}.data", pot.charge_networks[e].get_weights())
+        write_hardness(run_dir / f"hardness.{z:03d}.data", J)
+        short = input_nn.parent / f"weights.{z:03d}.data"
+        if short.is_file() and short.resolve() != (run_dir / short.name).resolve():
+            shutil.copyfile(short, run_dir / short.name)
+    lines = ["#" * 78, "# Learning curve, stage 1 (charges; hdnnp, columns as n2p2).", "#" * 78,
+             "#        1                2                3                4                5",
+             "#    epoch   RMSE_Qtrain_pu    RMSE_Qtest_pu    MAE_Qtrain_pu     MAE_Qtest_pu", "#" * 78]
+    lines += [f"{r[0]:10d} {r[1]:16.8E} {r[2]:16.8E} {r[3]:16.8E} {r[4]:16.8E}" for r in curve]
+    (run_dir / "learning-curve.out.stage-1").write_text("\n".join(lines) + "\n", encoding="utf-8")
