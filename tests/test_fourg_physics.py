@@ -258,3 +258,24 @@ def test_differentiable_path_equals_prediction_path(case):
     pg = pot.sf_set._run(s, nl, species, 2, np.ascontiguousarray(dEdG.numpy()))[2]
     F_sf, _ = K.forces_from_pair_gradients(len(s), nl.i, nl.j, nl.vectors, pg)
     np.testing.assert_allclose(F_sf - g_pos.numpy(), p.forces, atol=1e-12)
+
+
+@pytest.mark.parametrize("ex", ["H2O_RPBE-D3_4G", "Carbon_chain_4G"])
+def test_length_normalisation_is_consistent(ex, tmp_path):
+    """n2p2's normalisation with conv_energy = conv_charge = 1 and only conv_length != 1 changes the
+    internal units of Qeq, Ewald parameters and screening but not the physics: same predictions."""
+    import shutil
+
+    d = tmp_path / ex
+    shutil.copytree(DATA / "potentials" / ex, d)
+    with open(d / "input.nn", "a") as fh:
+        fh.write("\nmean_energy 0.0\nconv_energy 1.0\nconv_length 1.7\nconv_charge 1.0\n")
+    pot_n = Potential.from_n2p2(d)
+    s = water48() if ex.startswith("H2O") else carbon(charged=True)
+    a, b = potential(ex).compute(s), pot_n.compute(s)
+    assert b.energy == pytest.approx(a.energy, rel=1e-13)
+    np.testing.assert_allclose(b.forces, a.forces, atol=1e-11)
+    np.testing.assert_allclose(b.charges, a.charges, atol=1e-12)
+    if s.cell is not None:
+        assert (b.ewald.eta, b.ewald.r_cut, b.ewald.k_cut) == pytest.approx((a.ewald.eta, a.ewald.r_cut, a.ewald.k_cut),
+                                                                           rel=1e-12)
