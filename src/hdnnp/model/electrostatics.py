@@ -507,11 +507,6 @@ class Electrostatics(torch.nn.Module):
         return L
 
 
-def _detach_terms(t: PairTerms) -> PairTerms:
-    d = (lambda x: None if x is None else x.detach())
-    return PairTerms(t.i, t.j, d(t.a), t.si, t.sj, d(t.phi), d(t.kv), d(t.ck), d(t.diag))
-
-
 # ------------------------------------------------------------------ reading the settings
 def electrostatics_from_settings(settings, elements: list[str], hardness: list[float], normalization=None,
                                  conv_charge: float = 1.0, dtype=torch.float64) -> Electrostatics:

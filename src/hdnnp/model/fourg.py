@@ -128,9 +128,26 @@ def fourg_energy_surrogate(pot, G, species, positions, cell, total_charge, ewald
     return terms, None if L is None else L / ce
 
 
+#: torch threads of the 4G stage on the CPU (as the 2G networks: next to numba's thread pool, two
+#: torch pools spinning on the same cores made a 384-atom water box 2-8x slower on a 2-core machine);
+#: None: torch's setting
+CPU_TORCH_THREADS: int | None = 1
+
+
 def compute_fourg(pot, structure, forces: bool, stress: bool, structure_index: int, sf_backend: str | None,
                   converged: bool = False):
     """``Potential.compute`` for a 4G potential (see the module doc); returns a ``Prediction``."""
+    if torch.device(pot.device_name).type != "cpu" or CPU_TORCH_THREADS is None:
+        return _compute_fourg(pot, structure, forces, stress, structure_index, sf_backend, converged)
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(CPU_TORCH_THREADS)
+    try:
+        return _compute_fourg(pot, structure, forces, stress, structure_index, sf_backend, converged)
+    finally:
+        torch.set_num_threads(n_threads)
+
+
+def _compute_fourg(pot, structure, forces, stress, structure_index, sf_backend, converged):
     from hdnnp.descriptors import kernels as K
     from hdnnp.model.potential import Prediction
 

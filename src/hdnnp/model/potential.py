@@ -25,8 +25,8 @@ from hdnnp.errors import ReadError
 from hdnnp.io.input_nn import Settings
 from hdnnp.io.scaling_data import ScalingStats, read_scaling_data, write_scaling_data
 from hdnnp.io.weights_data import read_hardness, read_weights, write_hardness, write_weights
-from hdnnp.model.activations import ACTIVATIONS
 from hdnnp.model.network import ElementNetwork
+from hdnnp.model.topology import initial_hardness, topology
 from hdnnp.model.scaling import ElementScaling, element_scaling, scaling_mode
 from hdnnp.structure import Structure
 
@@ -43,46 +43,6 @@ def _check_sf_backend(name: str) -> str:
     if name not in SF_BACKENDS:
         raise ValueError(f"sf_backend must be one of {', '.join(SF_BACKENDS)}, not {name!r}")
     return name
-
-
-def _topology(settings: Settings, suffix: str) -> tuple[list[int], list[str]]:
-    """Hidden-layer sizes and activation letters from ``global_*_<suffix>`` (short / electrostatic)."""
-    for key in (f"element_hidden_layers_{suffix}", f"element_nodes_{suffix}", f"element_activation_{suffix}"):
-        if key in settings:
-            raise settings.error(settings.line(key), f"{key}: per-element network topologies are not supported; "
-                                                     f"use the global_*_{suffix} keywords")
-    n_hidden = settings.get_int(f"global_hidden_layers_{suffix}")
-    nodes_line = settings.require(f"global_nodes_{suffix}")
-    act_line = settings.require(f"global_activation_{suffix}")
-    try:
-        nodes = [int(v) for v in nodes_line.values]
-    except ValueError:
-        raise settings.error(nodes_line, f"global_nodes_{suffix}: expected integers") from None
-    if n_hidden is None or len(nodes) != n_hidden:
-        raise settings.error(nodes_line, f"global_nodes_{suffix} lists {len(nodes)} layers; "
-                                         f"global_hidden_layers_{suffix} is {n_hidden}")
-    acts = list(act_line.values)
-    if len(acts) != n_hidden + 1:
-        raise settings.error(act_line, f"global_activation_{suffix} needs {n_hidden + 1} letters "
-                                       f"(hidden layers + output), found {len(acts)}")
-    for a in acts:
-        if a not in ACTIVATIONS:
-            raise settings.error(act_line, f"unknown activation {a!r}; expected one of {' '.join(ACTIVATIONS)}")
-    return nodes, acts
-
-
-def _initial_hardness(settings: Settings, elements: list[str]) -> list[float]:
-    """``initial_hardness El J`` per element (physical units); 10 where absent (replaced by
-    hardness.ZZZ.data when a potential is loaded)."""
-    hardness = {e: 10.0 for e in elements}
-    for line in settings.all("initial_hardness"):
-        if len(line.values) < 2 or line.values[0] not in hardness:
-            raise settings.error(line, "expected 'initial_hardness <element of this potential> <J>'")
-        try:
-            hardness[line.values[0]] = float(line.values[1])
-        except ValueError:
-            raise settings.error(line, f"initial_hardness: expected a number, found {line.values[1]!r}") from None
-    return [hardness[e] for e in elements]
 
 
 @dataclass
@@ -234,7 +194,7 @@ class Potential(nn.Module):
             raise settings.error(ct_line, f"cutoff_type must be 0-8 with 0 <= alpha < 1, found {ct} {alpha}")
         sf_set = SymmetryFunctionSet.from_lines(elements, settings.all("symfunction_short"), ct, alpha, path)
         generation = settings.nnp_generation()
-        nodes, acts = _topology(settings, "short")
+        nodes, acts = topology(settings, "short")
         normalize = settings.get_bool("normalize_nodes")
         if seed is not None:
             torch.manual_seed(seed)
@@ -245,10 +205,10 @@ class Potential(nn.Module):
         }
         fourg = None
         if generation == 4:
-            nodes_e, acts_e = _topology(settings, "electrostatic")
+            nodes_e, acts_e = topology(settings, "electrostatic")
             charge_networks = {e: ElementNetwork([sf_set.n_sf[e], *nodes_e, 1], acts_e, normalize, dtype=dtype)
                                for e in sf_set.elements}
-            fourg = (charge_networks, _initial_hardness(settings, sf_set.elements))
+            fourg = (charge_networks, initial_hardness(settings, sf_set.elements))
         if scaling_stats is None and scaling_path is not None:
             scaling_stats = read_scaling_data(scaling_path, [sf_set.n_sf[e] for e in sf_set.elements])
             scaling_path = str(scaling_path)
