@@ -279,3 +279,33 @@ def test_length_normalisation_is_consistent(ex, tmp_path):
     if s.cell is not None:
         assert (b.ewald.eta, b.ewald.r_cut, b.ewald.k_cut) == pytest.approx((a.ewald.eta, a.ewald.r_cut, a.ewald.k_cut),
                                                                            rel=1e-12)
+
+
+def test_permutation_invariance():
+    pot = potential("H2O_RPBE-D3_4G")
+    s = water48()
+    p = pot.compute(s)
+    perm = np.random.default_rng(5).permutation(len(s))
+    q = pot.compute(Structure(elements=[s.elements[k] for k in perm], positions=s.positions[perm], cell=s.cell,
+                              charge=0.0))
+    assert q.energy == pytest.approx(p.energy, rel=1e-12)
+    np.testing.assert_allclose(q.forces, p.forces[perm], atol=1e-10)
+    np.testing.assert_allclose(q.charges, p.charges[perm], atol=1e-11)
+
+
+def test_supercell_with_converged_ewald():
+    """A 2x1x1 supercell has twice the energy and the same charges once the Ewald sum is converged
+    (with n2p2's parameters, eta and the truncation change with the volume)."""
+    pot = potential("H2O_RPBE-D3_4G")
+    s = water48()
+    pot.ewald_converged = True
+    try:
+        p = pot.compute(s)
+        q = pot.compute(s.repeat((2, 1, 1)))
+    finally:
+        pot.ewald_converged = False
+    assert q.energy == pytest.approx(2 * p.energy, rel=1e-12)
+    assert q.electrostatic_energy == pytest.approx(2 * p.electrostatic_energy, rel=1e-8, abs=1e-10)
+    np.testing.assert_allclose(q.charges, np.tile(p.charges, 2), atol=1e-10)
+    np.testing.assert_allclose(q.forces, np.tile(p.forces, (2, 1)), atol=1e-9)
+    np.testing.assert_allclose(q.stress, p.stress, atol=1e-10)

@@ -564,7 +564,9 @@ def _ewald_from_settings(settings, max_sigma: float, ce: float, cl: float) -> Ew
     if pline is None:
         if method == 1:
             raise ReadError(settings.path, None, "ewald_truncation_error_method 1 requires 'ewald_prec'")
-        return EwaldSetup(0, 1e-6, max_sigma=max_sigma)  # n2p2's default precision is never used for 2 args
+        # n2p2 then has no truncation method and fails for periodic structures; hdnnp uses its default
+        # precision (1e-6) with Jackson-Catlow instead
+        return EwaldSetup(0, 1e-6, max_sigma=max_sigma)
     try:
         vals = [float(v) for v in pline.values]
     except ValueError:
