@@ -241,7 +241,7 @@ def test_cli_train_without_stage_refuses_4g_clearly(tmp_path, capsys):
     rc = main(["train", str(DATA / "potentials" / ex / "input.nn"), "-o", str(tmp_path / "run"), "--data",
                str(DATA / "dataset" / ex / "input.data")])
     assert rc != 0
-    assert "4G-HDNNP" in capsys.readouterr().err
+    assert "--stage" in capsys.readouterr().err
 
 
 def test_stage1_training_fits_charges_and_writes_a_potential(tmp_path):
@@ -269,3 +269,45 @@ def test_stage1_training_fits_charges_and_writes_a_potential(tmp_path):
     d = np.concatenate([p.charges - s.charges for s, p in zip(structures, pot.predict(structures, forces=False))])
     assert np.sqrt(np.mean(d * d)) < 3e-3
     assert (run / "hardness.001.data").is_file() and (run / "weightse.008.data").is_file()
+
+
+def test_stage2_model_is_the_prediction_model():
+    """Stage 2's fixed-charge training model (precomputed G, dG/dr, Q, dQ/dr, E_elec, F_elec) gives the
+    energies and forces of Potential.compute (shipped H2O_RPBE-D3_4G potential)."""
+    from hdnnp.training.fourg_stages import _energy_forces, _prepare2
+
+    pot = potential("H2O_RPBE-D3_4G")
+    structures = read_input_data(DATA / "dataset" / "H2O_RPBE-D3_4G" / "input.data")[:2]
+    for s, item in zip(structures, _prepare2(pot, structures)):
+        p = pot.compute(s)
+        E, F = _energy_forces(pot, item, False)
+        assert p.energy == pytest.approx(float(E.detach()), rel=1e-13)
+        np.testing.assert_allclose(p.forces, F.detach().numpy(), atol=1e-12)
+
+
+@pytest.mark.slow
+def test_stage2_training_fits_energies_and_forces_consistently(tmp_path):
+    """n2p2's stage 2 (short networks, chi and J fixed from the shipped potential), short run: errors
+    drop, and the written potential's Potential.compute gives exactly the model that was trained."""
+    import shutil
+
+    from hdnnp.io.n2p2_data import write_input_data
+    from hdnnp.training.fourg_stages import _energy_forces, _prepare2, train_stage2
+
+    src = tmp_path / "stage1"
+    shutil.copytree(DATA / "potentials" / "H2O_RPBE-D3_4G", src)
+    for z in (1, 8):  # stage 2 starts from random short networks
+        (src / f"weights.{z:03d}.data").unlink()
+    data = tmp_path / "input.data"
+    structures = read_input_data(DATA / "dataset" / "H2O_RPBE-D3_4G" / "input.data")[:5]
+    write_input_data(data, structures)
+    run = tmp_path / "run"
+    train_stage2(src, data, run, epochs=1, lbfgs_iterations=8, seed=3)
+    curve = np.loadtxt(run / "learning-curve.out.stage-2", comments="#")
+    assert curve[-1, 1] < 0.1 * curve[0, 1] and curve[-1, 3] < curve[0, 3]
+    pot = Potential.from_n2p2(run)
+    for s, item in zip(structures[:2], _prepare2(pot, structures[:2])):
+        p = pot.compute(s)
+        E, F = _energy_forces(pot, item, False)
+        assert p.energy == pytest.approx(float(E.detach()), rel=1e-13)
+        np.testing.assert_allclose(p.forces, F.detach().numpy(), atol=1e-12)

@@ -1,4 +1,6 @@
-"""4G-HDNNP training, n2p2's stage 1: the chi networks and the element hardness J against reference charges.
+"""4G-HDNNP training in n2p2's two stages (``hdnnp train input.nn --stage 1|2|both``).
+
+Stage 1: the chi networks and the element hardness J against reference charges.
 
 Stage 1 of n2p2's ``nnp-train 1``: with the structures fixed, the charges Q = Qeq(chi(G), J) depend
 on the chi networks' weights and on J only, so the loss sum (Q - Q_ref)^2 is minimised by
@@ -9,7 +11,12 @@ Optimizer: full-batch L-BFGS (default) or Adam (n2p2's Kalman filter is not used
 Writes an n2p2 4G potential directory: input.nn, scaling.data, weightse.ZZZ.data, hardness.ZZZ.data
 (and, when the input directory has them, the short weights.ZZZ.data unchanged), plus
 ``learning-curve.out.stage-1`` with n2p2's columns (epoch, RMSE_Qtrain, RMSE_Qtest, MAE_Qtrain, MAE_Qtest).
-Stage 2 (short-range networks with the charges fixed) is not implemented.
+
+Stage 2 (``train_stage2``): chi and J fixed, so for the fixed training positions the charges, dQ/dr,
+the electrostatic energy and forces, G and dG/dr are constants computed once per structure; the
+short networks (charge as last input) are fitted to energies and forces (loss: mean (dE/N)^2 +
+force_weight mean dF^2), forces F = -(dE/dG dG/dr + dE/dQ dQ/dr) + F_elec, exactly those of
+``Potential.compute`` for the written potential (tested).
 """
 
 from __future__ import annotations
@@ -181,3 +188,190 @@ def _write_stage1(pot, input_nn: Path, run_dir: Path, curve) -> None:
              "#    epoch   RMSE_Qtrain_pu    RMSE_Qtest_pu    MAE_Qtrain_pu     MAE_Qtest_pu", "#" * 78]
     lines += [f"{r[0]:10d} {r[1]:16.8E} {r[2]:16.8E} {r[3]:16.8E} {r[4]:16.8E}" for r in curve]
     (run_dir / "learning-curve.out.stage-1").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------- stage 2
+@dataclass
+class _Item2:
+    """One structure for stage 2; positions and chi/J are fixed, so G, dG/dr, the charges Q, dQ/dr
+    and the electrostatic energy and forces are constants (computed once)."""
+
+    x: dict             # element -> (idx, scaled SFs (m, n_sf), factor (n_sf,))
+    dGdr: torch.Tensor  # (n, max_sf, n, 3) dG_i,s / dr_j
+    Q: torch.Tensor     # (n,) charges (computation units)
+    dQdr: torch.Tensor  # (n, n, 3)
+    e_fixed: float      # E_elec + mean/offset shift (physical)
+    f_elec: torch.Tensor  # (n, 3) -dE_elec/dr (total, through Q)
+    e_ref: float
+    f_ref: torch.Tensor
+    n: int
+
+
+def _prepare2(pot, structures) -> list[_Item2]:
+    from hdnnp.model.fourg import ewald_parameters, fourg_energy, units
+
+    ce, _, cc = units(pot)
+    items = []
+    for s in structures:
+        species = pot.sf_set.species_of(s)
+        sp = torch.as_tensor(species)
+        nl = pot.sf_set.neighbors(s)
+        G_np, D, _ = pot.sf_set._run(s, nl, species, 1)
+        n, ms = G_np.shape
+        dGdr = np.zeros((n, ms, n, 3))
+        np.add.at(dGdr, (nl.i, slice(None), nl.j), D)  # (p, ms, 3) into [i_p, :, j_p, :]
+        np.add.at(dGdr, (nl.i, slice(None), nl.i), -D)
+        dGdr = torch.as_tensor(dGdr, dtype=pot.dtype)
+        pos = torch.as_tensor(s.positions, dtype=pot.dtype)
+        cell = None if s.cell is None else torch.as_tensor(s.cell, dtype=pot.dtype)
+        if cell is not None:
+            pos = pos - torch.floor(pos @ torch.linalg.inv(cell)) @ cell
+        ewald = ewald_parameters(pot, s)
+        G = torch.as_tensor(G_np, dtype=pot.dtype).requires_grad_(True)
+        pos = pos.requires_grad_(True)
+        terms = fourg_energy(pot, G, sp, pos, cell, float(s.charge or 0.0), ewald)
+        Q = terms.charges * cc
+        # dQ/dr (n, n, 3): one backward pass per charge through SFs and the explicit dependence
+        eye = torch.eye(n, dtype=pot.dtype)
+        try:  # all n backward passes at once (vmap over the output gradients)
+            gG, gp = torch.autograd.grad(Q, [G, pos], grad_outputs=eye, retain_graph=True, is_grads_batched=True)
+            rows = list(torch.einsum("kis,isjc->kjc", gG, dGdr) + gp)
+        except RuntimeError:  # an operation without a batching rule: one pass per charge
+            rows = []
+            for k in range(n):
+                gG, gp = torch.autograd.grad(Q[k], [G, pos], retain_graph=True)
+                rows.append(torch.einsum("is,isjc->jc", gG, dGdr) + gp)
+        gG, gp = torch.autograd.grad(terms.elec, [G, pos])
+        f_elec = -(torch.einsum("is,isjc->jc", gG, dGdr) + gp)
+        x = {}
+        for e, (idx, xx) in _scaled(pot, G.detach(), sp).items():
+            x[e] = (idx, xx, pot._scale_t[e][1])
+        items.append(_Item2(x, dGdr, Q.detach(), torch.stack(rows).detach(),
+                            float(terms.elec.detach()) + pot.energy_shift(s), f_elec.detach(), float(s.energy),
+                            torch.as_tensor(s.forces, dtype=pot.dtype), n))
+    return items
+
+
+def _scaled(pot, G, species):
+    out = {}
+    for k, e in enumerate(pot.elements):
+        idx = torch.nonzero(species == k).flatten()
+        if len(idx):
+            smin, factor, shift = pot._scale_t[e]
+            out[e] = (idx, smin + factor * (G[idx, : pot.sf_set.n_sf[e]] - shift))
+    return out
+
+
+def _energy_forces(pot, it: _Item2, create_graph: bool):
+    """Energy (physical) and forces of one structure, differentiable in the short networks' weights."""
+    from hdnnp.model.fourg import units
+
+    ce = units(pot)[0]
+    ms = it.dGdr.shape[1]
+    e_sum = 0.0
+    dEdG = torch.zeros((it.n, ms), dtype=pot.dtype)
+    dEdQ = torch.zeros(it.n, dtype=pot.dtype)
+    with torch.enable_grad():
+        for e, (idx, x, factor) in it.x.items():
+            inp = torch.cat([x, it.Q[idx, None]], dim=1).requires_grad_(True)
+            out = pot.networks[e](inp)
+            (g,) = torch.autograd.grad(out.sum(), inp, create_graph=create_graph)
+            e_sum = e_sum + out.sum()
+            ns = x.shape[1]
+            dEdG = dEdG.index_put((idx,), torch.nn.functional.pad(g[:, :ns] * factor, (0, ms - ns)))
+            dEdQ = dEdQ.index_put((idx,), g[:, ns])
+    F = -(torch.einsum("is,isjc->jc", dEdG, it.dGdr) + torch.einsum("i,ijc->jc", dEdQ, it.dQdr)) / ce + it.f_elec
+    return e_sum / ce + it.e_fixed, F
+
+
+def _errors2(pot, items):
+    """RMSE of the energy per atom and of the force components (physical units)."""
+    if not items:
+        return 0.0, 0.0
+    de, df = [], []
+    for it in items:
+        E, F = _energy_forces(pot, it, False)
+        de.append(float(E.detach() - it.e_ref) / it.n)
+        df.append((F.detach() - it.f_ref).flatten())
+    df = torch.cat(df)
+    return float(np.sqrt(np.mean(np.square(de)))), float(torch.sqrt((df * df).mean()))
+
+
+def train_stage2(stage1_dir: str | Path, data: str | Path, run_dir: str | Path, epochs: int = 10,
+                 optimizer: str = "lbfgs", learning_rate: float = 1e-3, force_weight: float | None = None,
+                 test_fraction: float | None = None, seed: int = 1, lbfgs_iterations: int = 20) -> Stage1Result:
+    """n2p2's stage 2: the short-range networks on energies and forces, chi networks and hardness fixed
+    (read from ``stage1_dir``: input.nn, scaling.data, weightse/hardness files; short weights start
+    random). Loss: mean (dE/N)^2 + force_weight * mean dF^2 (force_weight: input.nn's, else 10).
+    Writes the full 4G potential and ``learning-curve.out.stage-2`` (epoch, RMSE E/atom train/test,
+    RMSE F train/test)."""
+    from hdnnp.model.potential import Potential
+
+    t0 = time.perf_counter()
+    stage1_dir, run_dir = Path(stage1_dir), Path(run_dir)
+    settings = Settings.read(stage1_dir / "input.nn")
+    if settings.nnp_generation() != 4:
+        raise HDNNPError(f"{stage1_dir / 'input.nn'}: stage 2 needs a 4G input.nn (nnp_generation 4)")
+    pot = Potential.from_settings(settings, scaling_path=stage1_dir / "scaling.data", seed=seed)
+    pot.load_fourg_files(stage1_dir)
+    for p in list(pot.charge_networks.parameters()) + [pot.electrostatics.hardness]:
+        p.requires_grad_(False)
+    fw = force_weight if force_weight is not None else settings.get_float("force_weight", 10.0)
+    if test_fraction is None:
+        test_fraction = settings.get_float("test_fraction", 0.1)
+    structures = read_input_data(data)
+    is_test = np.random.default_rng(seed).random(len(structures)) < test_fraction
+    items = _prepare2(pot, structures)
+    train = [it for it, t in zip(items, is_test) if not t]
+    test = [it for it, t in zip(items, is_test) if t]
+    params = [p for net in pot.networks.values() for p in net.parameters()]
+    # start the output biases at the mean short-range energy per atom (n2p2's first epoch does this job)
+    from hdnnp.model.fourg import units
+
+    mean_epa = float(np.mean([(it.e_ref - it.e_fixed) / it.n for it in train])) * units(pot)[0]
+    with torch.no_grad():
+        for net in pot.networks.values():
+            net.layers[-1].bias.fill_(mean_epa)
+
+    def loss_of(batch):
+        loss = 0.0
+        for it in batch:
+            E, F = _energy_forces(pot, it, True)
+            loss = loss + ((E - it.e_ref) / it.n) ** 2 / len(batch) + fw * ((F - it.f_ref) ** 2).mean() / len(batch)
+        return loss
+
+    if optimizer == "lbfgs":
+        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=lbfgs_iterations, line_search_fn="strong_wolfe",
+                                tolerance_grad=0.0, tolerance_change=0.0)
+    elif optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=learning_rate)
+    else:
+        raise HDNNPError(f"stage 2 optimizer must be lbfgs or adam, not {optimizer!r}")
+    result = Stage1Result(run_dir=run_dir)
+    for epoch in range(epochs + 1):
+        if epoch > 0:
+            if optimizer == "lbfgs":
+                def closure():
+                    opt.zero_grad()
+                    loss = loss_of(train)
+                    loss.backward()
+                    return loss
+                opt.step(closure)
+            else:
+                for it in train:
+                    opt.zero_grad()
+                    loss_of([it]).backward()
+                    opt.step()
+        (e_tr, f_tr), (e_te, f_te) = _errors2(pot, train), _errors2(pot, test)
+        result.curve.append((epoch, e_tr, e_te, f_tr, f_te))
+        log.info("stage 2 epoch %3d: RMSE E/atom train %.4e test %.4e, F train %.4e test %.4e", epoch, e_tr, e_te,
+                 f_tr, f_te)
+    pot.directory = stage1_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pot.save(run_dir, overwrite=True)
+    lines = ["#" * 94, "# Learning curve, stage 2 (energies and forces; hdnnp).", "#" * 94,
+             "#    epoch  RMSEpa_Etrain_pu  RMSEpa_Etest_pu    RMSE_Ftrain_pu     RMSE_Ftest_pu", "#" * 94]
+    lines += [f"{r[0]:10d} {r[1]:17.8E} {r[2]:17.8E} {r[3]:17.8E} {r[4]:17.8E}" for r in result.curve]
+    (run_dir / "learning-curve.out.stage-2").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result.wall_time_s = time.perf_counter() - t0
+    return result

@@ -896,8 +896,7 @@ def train(config: str | Path | None = None, data: str | Path | None = None, run_
             inputs = read_inputs(config, data)
             if inputs.settings.nnp_generation() == 4:  # 4G training: not implemented yet
                 raise HDNNPError(f"{inputs.settings.path}: a 4G-HDNNP (nnp_generation 4) is trained in n2p2's "
-                                 "two stages: 'hdnnp train input.nn --stage 1' (chi networks and hardness) is "
-                                 "available, stage 2 (short-range networks) is not implemented yet")
+                                 "two stages: 'hdnnp train input.nn --stage 1|2|both -o RUN_DIR'")
             cfg = config_from_settings(inputs.settings, overrides=None)
         if epochs is not None:
             overrides["epochs"] = epochs

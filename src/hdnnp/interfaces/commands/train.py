@@ -34,9 +34,11 @@ def add_parser(subparsers) -> None:
                                                           "(default: half the available memory)")
     p.add_argument("--cache-dtype", choices=["float64", "float32"], help="storage type of cached derivatives")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--stage", type=int, choices=(1, 2), default=None,
-                   help="4G-HDNNP (nnp_generation 4): n2p2's stage 1 (chi networks and hardness on the reference "
-                        "charges; optimizer lbfgs (default) or adam); stage 2 is not implemented yet")
+    p.add_argument("--stage", choices=("1", "2", "both"), default=None,
+                   help="4G-HDNNP (nnp_generation 4), n2p2's two stages: 1 = chi networks and hardness on the "
+                        "reference charges; 2 = short-range networks on energies and forces with chi and J fixed "
+                        "(read from the directory of input.nn: weightse/hardness files); both = 1 into "
+                        "RUN_DIR/stage-1, then 2 into RUN_DIR. Optimizer lbfgs (default) or adam")
     p.set_defaults(func=run)
 
 
@@ -67,24 +69,32 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_fourg_stage(args: argparse.Namespace) -> int:
-    """``--stage 1``: 4G stage 1 (``hdnnp.training.fourg_stages``)."""
+    """``--stage 1|2|both``: 4G training (``hdnnp.training.fourg_stages``)."""
     from pathlib import Path
 
     from hdnnp.errors import HDNNPError
     from hdnnp.io.input_nn import Settings
-    from hdnnp.training.fourg_stages import train_stage1
+    from hdnnp.training.fourg_stages import train_stage1, train_stage2
 
-    if args.stage == 2:
-        raise HDNNPError("4G stage 2 (short-range networks with the charges fixed) is not implemented yet")
     if args.config is None or args.run_dir is None:
-        raise HDNNPError("--stage 1 needs an input.nn and -o RUN_DIR")
+        raise HDNNPError("--stage needs an input.nn and -o RUN_DIR")
     data = args.data or str(Path(args.config).parent / "input.data")
     epochs = args.epochs if args.epochs is not None else Settings.read(args.config).get_int("epochs", 10)
     optimizer = args.optimizer or "lbfgs"
     if optimizer not in ("lbfgs", "adam"):
-        raise HDNNPError(f"--stage 1: optimizer lbfgs or adam, not {optimizer}")
-    r = train_stage1(args.config, data, args.run_dir, epochs=epochs, optimizer=optimizer,
-                     learning_rate=args.learning_rate or 1e-3, seed=args.seed if args.seed is not None else 1)
-    log.info("stage 1 done in %.1f s: charge RMSE train %.4e test %.4e (e); potential in %s", r.wall_time_s,
-             r.curve[-1][1], r.curve[-1][2], args.run_dir)
+        raise HDNNPError(f"--stage: optimizer lbfgs or adam, not {optimizer}")
+    kw = dict(epochs=epochs, optimizer=optimizer, learning_rate=args.learning_rate or 1e-3,
+              seed=args.seed if args.seed is not None else 1)
+    run = Path(args.run_dir)
+    stage1_dir = Path(args.config).parent
+    if args.stage in ("1", "both"):
+        out = run / "stage-1" if args.stage == "both" else run
+        r = train_stage1(args.config, data, out, **kw)
+        log.info("stage 1 done in %.1f s: charge RMSE train %.4e test %.4e (e); potential in %s", r.wall_time_s,
+                 r.curve[-1][1], r.curve[-1][2], out)
+        stage1_dir = out
+    if args.stage in ("2", "both"):
+        r = train_stage2(stage1_dir, data, run, force_weight=args.force_weight, **kw)
+        log.info("stage 2 done in %.1f s: RMSE E/atom train %.4e test %.4e, F train %.4e test %.4e; potential in %s",
+                 r.wall_time_s, *r.curve[-1][1:], run)
     return 0
