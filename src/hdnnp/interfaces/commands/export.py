@@ -12,7 +12,9 @@ Writes OUTDIR/nnp/ (input.nn without hdnnp-only keywords, scaling.data and weigh
 byte for byte: n2p2 loads it unchanged), OUTDIR/structure.lammps-data (units metal, atom
 types = the potential's elements by atomic number) and OUTDIR/in.lammps with
 pair_style hdnnp, cflength/cfenergy for the potential's units (--length-unit/--energy-unit,
-else its hdnnp_* keywords, else Å/eV). Needs a LAMMPS built with ML-HDNNP."""
+else its hdnnp_* keywords, else Å/eV). The structure's periodicity is kept: pbc T T T ->
+boundary p p p; a slab (T T F) -> p p s with its periodic cell vectors; a cluster -> s s s.
+Needs a LAMMPS with ML-HDNNP (built in, or n2p2's pair style as a plugin: see the README)."""
 
 
 def add_parser(subparsers) -> None:
@@ -65,5 +67,8 @@ def run_lammps(args) -> int:
              info.cflength, info.cfenergy)
     log.info("cutoff         : %.6f Å", info.cutoff_angstrom)
     log.info("data file      : %s", info.data_file or "(none)")
+    if info.boundary:
+        log.info("boundary       : %s%s", info.boundary,
+                 " (positions rotated into LAMMPS's frame, noted in in.lammps)" if info.rotated else "")
     log.info("input          : %s", info.input_file)
     return 0
