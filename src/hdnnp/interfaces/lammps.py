@@ -209,6 +209,11 @@ def lammps_box(positions: np.ndarray, cell: np.ndarray, pbc, vacuum: float = VAC
     new_pos = (pos - origin) @ q
     # tilts beyond LAMMPS's limits: use equivalent lattice vectors (periodic directions only)
     a, b, c = lmp
+    # non-periodic edges are perpendicular by construction: drop the round-off in their tilt
+    if n_periodic <= 2:
+        c = np.array([0.0, 0.0, c[2]])
+    if n_periodic == 1:
+        b = np.array([0.0, b[1], 0.0])
     if n_periodic == 3:  # yz, then xz (c is perpendicular to a and b otherwise: no tilt)
         c = c - np.round(c[1] / b[1]) * b
         c = c - np.round(c[0] / a[0]) * a
