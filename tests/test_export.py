@@ -235,3 +235,25 @@ def test_export_of_an_old_hdnnp_input_nn_strips_unknown_keywords(anchors, tmp_pa
     info = export_lammps(d, tmp_path / "out")
     assert [r.split()[0] for r in info.removed_keywords] == ["write_traincurve", "hdnnp_optimizer"]
     assert (tmp_path / "out" / "nnp" / "input.nn").read_bytes() == (anchors / CU2S / "input.nn").read_bytes()
+
+
+def test_left_handed_and_degenerate_cells(anchors, tmp_path):
+    """A left-handed cell is the same lattice with c reversed (no error, distances kept); a cell
+    whose periodic vectors do not span a cell is refused with a clear error."""
+    from hdnnp.errors import HDNNPError
+    from hdnnp.interfaces.lammps import lammps_box
+
+    atoms = _cu2s(anchors, True)
+    left = atoms.copy()
+    left.set_cell(np.array(atoms.cell)[[1, 0, 2]], scale_atoms=False)  # a <-> b: det < 0
+    assert np.linalg.det(left.cell) < 0
+    box = lammps_box(left.positions, np.array(left.cell), left.pbc)
+    assert box.hi[2] > 0 and any("left-handed" in n for n in box.notes)
+    cell = [[box.hi[0], 0, 0], [box.tilt[0], box.hi[1], 0], [box.tilt[1], box.tilt[2], box.hi[2]]]
+    _same_geometry(left, box.positions, cell, (True, True, True))
+    flat = np.array(atoms.cell)
+    flat[1] = 2.0 * flat[0]
+    with pytest.raises(HDNNPError, match="linearly dependent"):
+        lammps_box(atoms.positions, flat, (True, True, False))
+    with pytest.raises(HDNNPError, match="finite and non-zero"):
+        lammps_box(atoms.positions, np.zeros((3, 3)), (True, True, True))

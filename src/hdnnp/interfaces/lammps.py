@@ -159,6 +159,20 @@ def _perpendicular(a: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
+def _check_periodic_vectors(vectors: np.ndarray) -> None:
+    """The periodic cell vectors (rows, Å) must be finite and span as many dimensions as there are."""
+    n = len(vectors)
+    lengths = np.linalg.norm(vectors, axis=1) if n else np.zeros(0)
+    if not np.isfinite(vectors).all() or (lengths <= 0.0).any():
+        raise HDNNPError(f"the structure's periodic cell vectors must be finite and non-zero, got "
+                         f"{np.round(vectors, 6).tolist()} Å")
+    if n >= 2:
+        sv = np.linalg.svd(vectors / lengths[:, None], compute_uv=False)
+        if sv[-1] < 1e-8:
+            raise HDNNPError(f"the structure's {n} periodic cell vectors are linearly dependent "
+                             f"({np.round(vectors, 6).tolist()} Å): not a cell")
+
+
 def lammps_box(positions: np.ndarray, cell: np.ndarray, pbc, vacuum: float = VACUUM_ANGSTROM) -> LammpsBox:
     """Box, positions and boundary letters for LAMMPS (see the module docstring).
 
@@ -182,6 +196,10 @@ def lammps_box(positions: np.ndarray, cell: np.ndarray, pbc, vacuum: float = VAC
                      + " so that the periodic ones come first")
     vec = cell[order].copy()
     n_periodic = sum(pbc)
+    _check_periodic_vectors(vec[:n_periodic])
+    if n_periodic == 3 and np.linalg.det(vec) < 0:
+        vec[2] = -vec[2]  # the same lattice, right-handed (LAMMPS needs c_z > 0)
+        notes.append("left-handed cell: its third vector reversed (the same lattice)")
     origin = np.zeros(3)
     if n_periodic < 3:
         if n_periodic == 1:
@@ -201,9 +219,6 @@ def lammps_box(positions: np.ndarray, cell: np.ndarray, pbc, vacuum: float = VAC
     signs = np.sign(np.diag(r))
     signs[signs == 0] = 1.0
     q, r = q * signs, (r.T * signs).T
-    if np.linalg.det(q) < 0:
-        raise HDNNPError("the cell is left-handed (a x b . c < 0); LAMMPS needs a right-handed cell: "
-                         "reorder its vectors")
     lmp = r.T  # rows: a = (ax, 0, 0), b = (bx, by, 0), c = (cx, cy, cz)
     rotated = not np.allclose(q, np.eye(3), rtol=0.0, atol=1e-12)
     new_pos = (pos - origin) @ q
