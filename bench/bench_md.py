@@ -2,7 +2,7 @@
 
     python bench/bench_md.py [--quick] [--anchors PATH] [--json OUT.json]
 
-Cases (n2p2 potentials from shared/anchors/n2p2/potentials):
+Cases (n2p2 potentials from shared/anchors/n2p2/potentials, else tests/data/n2p2/potentials):
   * H2O_RPBE-D3 (Bohr/Hartree, cflength/cfenergy-style conversion at the boundary), the 1080-atom
     periodic water box, NVE from Maxwell-Boltzmann velocities at 300 K, dt = 0.5 and 1.0 fs,
     ``--water-ps`` each (default 1 ps: 2000 and 1000 steps);
@@ -34,7 +34,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_ANCHORS = Path(os.environ.get("HDNNP_ANCHORS", REPO.parent / "shared" / "anchors" / "n2p2"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from anchors import find_anchors  # noqa: E402
+
+DEFAULT_ANCHORS = find_anchors("potentials")
 LAMMPS_STEPS_PER_S = {1: (3.4, 3.6), 2: (6.4, 6.8)}  # water box, TIMINGS.md
 
 

@@ -31,7 +31,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ANCHORS = Path(os.environ.get("HDNNP_ANCHORS", REPO.parent / "shared" / "anchors" / "n2p2"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from anchors import find_anchors  # noqa: E402
+
+ANCHORS = find_anchors("potentials")
 
 #: n2p2 v2.3.0 nnp-predict, one thread, this machine kind (anchors/n2p2/TIMINGS.md), ms per atom
 N2P2_MS_PER_ATOM = {"H2O_RPBE-D3": 0.46, "Cu2S_PBE": 0.40, "Anisole_SCAN": 5.4}

@@ -36,7 +36,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-ANCHORS = Path(os.environ.get("HDNNP_ANCHORS", REPO.parent / "shared" / "anchors" / "n2p2"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from anchors import find_anchors  # noqa: E402
+
+ANCHORS = find_anchors("train/input.data", "train/H2O_RPBE-D3_np1/input.nn")  # not in tests/data
 TRAIN = ANCHORS / "train"
 
 #: n2p2 nnp-train, 20 epochs, Kalman filter, 1 rank (TIMINGS.md; learning-curve.out epoch 20)

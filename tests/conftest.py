@@ -1,4 +1,10 @@
-"""Shared fixtures: paths to the n2p2 reference data in ../shared/anchors (read-only)."""
+"""Shared fixtures: the n2p2 reference data the tests compare against.
+
+They ship with the repository in ``tests/data/n2p2`` (see its README.md: which n2p2 version and
+command made each file; GPL-3 data from n2p2's examples). ``HDNNP_ANCHORS`` points the tests at
+another copy with the same layout. A missing reference directory or file is a failure, never a
+skip: without it the parity tests would not test anything.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +14,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-ANCHORS = Path(os.environ.get("HDNNP_ANCHORS", REPO.parent / "shared" / "anchors" / "n2p2"))
+#: reference data shipped with the tests (n2p2 v2.3.0 outputs and potentials)
+SHIPPED_ANCHORS = REPO / "tests" / "data" / "n2p2"
+ANCHORS = Path(os.environ.get("HDNNP_ANCHORS", SHIPPED_ANCHORS))
 
 
 @pytest.fixture(scope="session")
 def anchors() -> Path:
-    """The n2p2 anchors; in CI their absence is a failure, not a skip."""
+    """The n2p2 reference data directory (tests/data/n2p2, or HDNNP_ANCHORS)."""
     if not ANCHORS.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"n2p2 reference data not found at {ANCHORS} (set HDNNP_ANCHORS)")
-        pytest.skip(f"n2p2 reference data not found at {ANCHORS}")
+        pytest.fail(f"n2p2 reference data not found at {ANCHORS} (it ships in tests/data/n2p2; "
+                    "HDNNP_ANCHORS overrides it)")
     return ANCHORS
 
 

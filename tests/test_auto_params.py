@@ -226,3 +226,45 @@ def test_cli_symfunctions_writes_trainable_settings(tmp_path, capsys):
     assert main(["symfunctions", str(lone), "-o", str(tmp_path / "lone.nn"), "--cutoff", "6"]) == 1
     assert "no atom of element(s) H has a neighbour" in capsys.readouterr().err
     assert not (tmp_path / "lone.nn").exists()
+
+
+def assert_n2p2_accepts(path) -> None:
+    """Every keyword of ``path`` is one n2p2 v2.3.0 knows, or an hdnnp_* keyword (removed on
+    export), and nnp-train's required task batch sizes are there."""
+    from hdnnp.io.n2p2_keywords import keyword_of, n2p2_knows
+
+    keys = [k for k in map(keyword_of, open(path, encoding="utf-8")) if k]
+    unknown = sorted({k for k in keys if not n2p2_knows(k) and not k.startswith("hdnnp_")})
+    assert not unknown, f"{path}: keywords n2p2 does not know: {unknown}"
+    for k in ("task_batch_size_energy", "task_batch_size_force", "updater_type", "epochs"):
+        assert k in keys, f"{path}: {k} missing (nnp-train needs it)"
+
+
+@pytest.mark.filterwarnings("ignore:no symmetry functions")
+def test_cli_symfunctions_input_nn_has_only_n2p2_keywords(tmp_path):
+    """n2p2 itself (nnp-train, LAMMPS pair_style hdnnp) reads the file without 'Unknown keyword'
+    warnings; the only other keywords are hdnnp_*, which 'hdnnp export lammps' strips."""
+    from hdnnp.cli import main
+    from hdnnp.interfaces.lammps import strip_for_n2p2
+    from hdnnp.io.n2p2_data import write_input_data
+
+    write_input_data(tmp_path / "input.data", _water_cluster())
+    out = tmp_path / "input.nn"
+    assert main(["symfunctions", str(tmp_path / "input.data"), "-o", str(out), "--cutoff", "6"]) == 0
+    assert_n2p2_accepts(out)
+    text = out.read_text()
+    assert "write_traincurve" not in text
+    stripped, removed = strip_for_n2p2(text)
+    assert sorted(r.split()[0] for r in removed) == ["hdnnp_energy_unit", "hdnnp_length_unit", "hdnnp_optimizer"]
+    assert "hdnnp_" not in "".join(ln.split("#")[0] for ln in stripped.splitlines())
+
+
+def test_strip_for_n2p2_removes_unknown_and_hdnnp_keywords():
+    from hdnnp.interfaces.lammps import strip_for_n2p2
+
+    text = ("epochs 3 # hdnnp_x in a comment\r\nwrite_traincurve\r\n  hdnnp_length_unit bohr\n"
+            "short_force_fraction 0.1 ! n2p2 alias, comment\n# write_traincurve commented\nsymfunction H 2 H 1 0 6")
+    new, removed = strip_for_n2p2(text)
+    assert new == ("epochs 3 # hdnnp_x in a comment\r\nshort_force_fraction 0.1 ! n2p2 alias, comment\n"
+                   "# write_traincurve commented\nsymfunction H 2 H 1 0 6")
+    assert removed == ["write_traincurve", "  hdnnp_length_unit bohr"]

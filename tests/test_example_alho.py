@@ -31,6 +31,23 @@ def test_example_files_are_consistent():
     assert [ln.values for ln in settings.all("symfunction_short")] == [ln.split()[1:] for ln in sf.lines]
 
 
+@pytest.mark.filterwarnings("ignore:no symmetry functions")
+def test_shipped_settings_are_what_make_inputs_writes(tmp_path):
+    """input.nn, control.in and the .smf files are exactly make_inputs.py's output, and
+    input.nn has only keywords n2p2 knows (plus hdnnp_*), task batch sizes included."""
+    import importlib.util
+
+    from test_auto_params import assert_n2p2_accepts
+
+    spec = importlib.util.spec_from_file_location("alho_make_inputs", EXAMPLE / "make_inputs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.make_inputs(EXAMPLE / "input.data", tmp_path, verbose=False)
+    for name in ("input.nn", "control.in", "H-SymFunc.smf", "O-SymFunc.smf", "Al-SymFunc.smf"):
+        assert (tmp_path / name).read_bytes() == (EXAMPLE / name).read_bytes(), f"{name}: rerun make_inputs.py"
+    assert_n2p2_accepts(EXAMPLE / "input.nn")
+
+
 @pytest.mark.filterwarnings("ignore")
 def test_demo_runs_end_to_end(tmp_path):
     """Two epochs and a few MD steps: every stage runs and writes its outputs (accuracy is the benchmark's)."""

