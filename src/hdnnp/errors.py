@@ -16,7 +16,7 @@ class ReadError(HDNNPError):
         self.path = str(path)
         self.line = line
         self.message = message
-        where = f"{self.path}:{line}" if line is not None else self.path
+        where = f"{self.path}:{line}" if line else self.path  # 0: no line (generated settings)
         super().__init__(f"{where}: {message}")
 
 

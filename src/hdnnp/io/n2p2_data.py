@@ -16,29 +16,25 @@ import numpy as np
 from ase.data import atomic_numbers
 
 from hdnnp.errors import ReadError
+from hdnnp.io.validation import check_line_utf8, check_structure_geometry, finite_float, open_text
 from hdnnp.structure import Structure
 
 _FMT = "%24.16E"
 
 
 def _float(tok: str, path, lineno: int, what: str) -> float:
-    try:
-        return float(tok.replace("D", "E").replace("d", "e"))
-    except ValueError:
-        raise ReadError(path, lineno, f"expected a number for {what}, found {tok!r}") from None
+    return finite_float(tok, path, lineno, what)  # NaN/inf refused with file:line
 
 
 def iter_input_data(path: str | Path, wrap: bool = True) -> Iterator[Structure]:
     """Yield the structures of an n2p2 ``input.data`` file one by one."""
     path = Path(path)
-    try:
-        fh = open(path, encoding="utf-8")
-    except OSError as exc:
-        raise ReadError(path, None, f"cannot open: {exc.strerror}") from None
+    fh = open_text(path, "structure file (input.data)")
     with fh:
         block: dict | None = None
         begin_line = 0
         for lineno, raw in enumerate(fh, start=1):
+            check_line_utf8(path, lineno, raw)
             words = raw.split()
             if not words:
                 continue
@@ -49,7 +45,7 @@ def iter_input_data(path: str | Path, wrap: bool = True) -> Iterator[Structure]:
                         path, lineno, f"'begin' before the 'end' of the structure begun on line {begin_line}"
                     )
                 begin_line = lineno
-                block = {"elements": [], "pos": [], "q": [], "e": [], "f": [], "lattice": [],
+                block = {"elements": [], "pos": [], "atom_lines": [], "q": [], "e": [], "f": [], "lattice": [],
                          "comments": [], "energy": None, "charge": None, "set": None}
                 for w in words[1:]:
                     if w.startswith("set="):
@@ -73,6 +69,7 @@ def iter_input_data(path: str | Path, wrap: bool = True) -> Iterator[Structure]:
                 if el not in atomic_numbers or el == "X":
                     raise ReadError(path, lineno, f"unknown element symbol {el!r}")
                 block["elements"].append(el)
+                block["atom_lines"].append(lineno)
                 block["pos"].append([_float(w, path, lineno, "a coordinate") for w in words[1:4]])
                 block["q"].append(_float(words[5], path, lineno, "the atomic charge"))
                 block["e"].append(_float(words[6], path, lineno, "the atomic energy"))
@@ -105,6 +102,8 @@ def iter_input_data(path: str | Path, wrap: bool = True) -> Iterator[Structure]:
                 )
                 if s.cell is not None and abs(np.linalg.det(s.cell)) < 1e-12:
                     raise ReadError(path, lineno, f"structure begun on line {begin_line} has a singular cell (zero volume)")
+                check_structure_geometry(path, s.positions, s.cell, block["atom_lines"],
+                                         label=f"structure begun on line {begin_line}: ")
                 yield s.wrapped() if wrap else s
                 block = None
             else:

@@ -119,6 +119,8 @@ class Potential(nn.Module):
                 self.offsets[line.values[0]] = float(line.values[1])
             except ValueError:
                 raise settings.error(line, f"atom_energy: expected a number, found {line.values[1]!r}") from None
+            if not np.isfinite(self.offsets[line.values[0]]):
+                raise settings.error(line, f"atom_energy: expected a finite number, found {line.values[1]!r}")
         self.length_unit = settings.get_str("hdnnp_length_unit")
         self.energy_unit = settings.get_str("hdnnp_energy_unit")
         self.scaling_stats = scaling_stats
@@ -158,6 +160,11 @@ class Potential(nn.Module):
         for e in elements:
             if e not in atomic_numbers or e == "X":
                 raise settings.error(el_line, f"unknown element symbol {e!r}")
+        dup = sorted({e for e in elements if elements.count(e) > 1})
+        if dup:
+            raise settings.error(el_line, f"element {dup[0]} is listed more than once in 'elements'")
+        if not elements:
+            raise settings.error(el_line, "'elements' lists no element")
         if n_el is not None and n_el != len(elements):
             raise settings.error(settings.line("number_of_elements"),
                                  f"number_of_elements is {n_el} but 'elements' lists {len(elements)}")
@@ -177,6 +184,9 @@ class Potential(nn.Module):
             nodes = [int(v) for v in nodes_line.values]
         except ValueError:
             raise settings.error(nodes_line, "global_nodes_short: expected integers") from None
+        if any(n < 1 for n in nodes):
+            raise settings.error(nodes_line, f"global_nodes_short: every hidden layer needs at least 1 node, "
+                                             f"found {' '.join(nodes_line.values)}")
         if n_hidden is None or len(nodes) != n_hidden:
             raise settings.error(nodes_line, f"global_nodes_short lists {len(nodes)} layers; "
                                              f"global_hidden_layers_short is {n_hidden}")
