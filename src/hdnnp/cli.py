@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         rc = args.func(args)
     except HDNNPError as exc:
         print(f"hdnnp {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return int(getattr(exc, "exit_code", 1))
     except KeyboardInterrupt:
         print(f"hdnnp {args.command}: interrupted", file=sys.stderr)
         return 130

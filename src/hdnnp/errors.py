@@ -22,3 +22,9 @@ class ReadError(HDNNPError):
 
 class SettingsError(HDNNPError):
     """Inconsistent settings (e.g. an element in the data that the potential lacks)."""
+
+
+class Interrupted(HDNNPError):
+    """A run ended early by SIGINT/SIGTERM after saving its state (exit code 130, as a shell's Ctrl-C)."""
+
+    exit_code = 130

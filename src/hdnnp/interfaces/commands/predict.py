@@ -33,8 +33,10 @@ def run(args) -> int:
     from hdnnp.model.potential import Potential
     from hdnnp.training.metrics import reference_errors
 
-    outdir = Path(args.output)
-    outdir.mkdir(parents=True, exist_ok=True)
+    from hdnnp.io.validation import atomic_open, check_device, check_output_dir
+
+    check_device(args.device)
+    outdir = check_output_dir(args.output)
     targets = [outdir / n for n in ("energy.out", "nnforces.out", "nnatoms.out", "output.data", "predictions.extxyz")]
     existing = [str(t) for t in targets if t.exists()]
     if existing and not args.overwrite:
@@ -53,11 +55,12 @@ def run(args) -> int:
     t0 = time.perf_counter()
     preds = pot.predict(structures)
     dt = time.perf_counter() - t0
+    _check_finite_predictions(preds, args)
     offsets = [sum(pot.offsets[e] for e in s.elements) for s in structures]
     write_predict_outputs(outdir, structures, preds, offsets)
     from hdnnp.io.n2p2_data import format_structure
 
-    with open(targets[3], "w", encoding="utf-8") as fh:
+    with atomic_open(targets[3]) as fh:
         for s, p in zip(structures, preds):
             fh.write(format_structure(s, energy=p.energy, forces=p.forces))
     import ase.io
@@ -70,13 +73,14 @@ def run(args) -> int:
                                            **({"stress": p.stress} if p.stress is not None else {}))
         atoms.arrays["atomic_energies"] = p.atomic_energies
         frames.append(atoms)
-    ase.io.write(targets[4], frames, format="extxyz")
+    with atomic_open(targets[4]) as fh:
+        ase.io.write(fh, frames, format="extxyz")
     n_atoms = sum(len(s) for s in structures)
     for c, (s, p) in enumerate(zip(structures, preds), start=1):
         log.info("structure %4d: %6d atoms  E = %.10f  (%.10f per atom)", c, len(s), p.energy, p.energy / len(s))
     log.info("%d structures in %.3f s (%.3f ms/atom); energies and forces in the potential's units",
              len(structures), dt, 1e3 * dt / max(n_atoms, 1))
-    m = reference_errors(structures, preds)
+    m = reference_errors(*_finite_references(structures, preds, args.data))
     if m is not None:
         log.info("*** ERRORS against the reference energies/forces in %s (%d structures) ***", args.data,
                  m["n_struct"])
@@ -91,3 +95,29 @@ def run(args) -> int:
                      f", force RMSE {1e3 * ef / lf * m['rmse_f']:.2f} meV/Å" if m["n_comp"] else "")
     log.info("wrote %s", ", ".join(str(t) for t in targets))
     return 0
+
+
+def _finite_references(structures, preds, data) -> tuple[list, list]:
+    """Structures whose reference energy and forces are finite (others are left out of the
+    errors with a warning, so that one NaN does not make every RMSE NaN)."""
+    import numpy as np
+
+    keep = [k for k, s in enumerate(structures)
+            if (s.energy is None or np.isfinite(s.energy)) and (s.forces is None or np.isfinite(s.forces).all())]
+    if len(keep) < len(structures):
+        bad = [k + 1 for k in range(len(structures)) if k not in set(keep)]
+        log.warning("%s: structures %s have non-finite reference energies or forces; left out of the errors",
+                    data, ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else ""))
+    return [structures[k] for k in keep], [preds[k] for k in keep]
+
+
+def _check_finite_predictions(preds, args) -> None:
+    """A non-finite energy or force (weights or scaling that overflow) is an error, not a result."""
+    import numpy as np
+
+    from hdnnp.errors import HDNNPError
+
+    for k, p in enumerate(preds, start=1):
+        if not (np.isfinite(p.energy) and np.isfinite(p.forces).all()):
+            raise HDNNPError(f"{args.data}: structure {k}: the potential in {args.potential} gives a non-finite "
+                             "energy or forces (overflowing weights or scaling.data?); nothing was written")
