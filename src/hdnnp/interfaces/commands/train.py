@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.config is None and args.resume is None:
         raise HDNNPError("give a configuration (input.nn or control.in) or --resume RUN_DIR")
+    from hdnnp.io.validation import check_device
+
+    check_device(args.device)
     overrides = {
         "optimizer": args.optimizer, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
         "force_weight": args.force_weight, "seed": args.seed, "cache_memory_gb": args.cache_memory_gb,
