@@ -140,6 +140,17 @@ def test_input_data_periodic_image_coincides(capsys, pot, tmp_path):
     fails(capsys, predict(pot, p, tmp_path), r"box\.data:5: .*atom 1 is 0 from atom 2 \(line 6\)")
 
 
+@pytest.mark.parametrize("text", [
+    "begin\natom 0 0 0 O 0 0 0 0 0\natom 1e10 0 0 H 0 0 0 0 0\nenergy 0\ncharge 0\nend\n",
+    "begin\nlattice 1e9 0 0\nlattice 0 6 0\nlattice 0 0 6\natom 0 0 0 O 0 0 0 0 0\nenergy 0\ncharge 0\nend\n",
+])
+def test_input_data_absurd_extent(capsys, pot, tmp_path, text):
+    """Coordinates or a cell 1e9 wide (a unit or typo slip): an error, not a SIGFPE in vesin or a hang."""
+    p = tmp_path / "far.data"
+    p.write_text(text)
+    fails(capsys, predict(pot, p, tmp_path), r"the structure spans 1e\+(09|10) length units, more than 1e\+04 cutoff")
+
+
 def test_input_data_non_utf8(capsys, pot, data, tmp_path):
     raw = data.read_bytes().split(b"\n")
     raw[4] = raw[4].replace(b"O ", b"\xff ", 1) if b"O " in raw[4] else raw[4] + b" \xe9"

@@ -43,10 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line_warnings(command: str) -> None:
-    """Python warnings as one line each (no source line), each distinct message once."""
+def _one_line_warnings(command: str):
+    """Python warnings as one line each (no source line), each distinct message once.
+    Returns the previous ``warnings.showwarning`` (restored when the command ends)."""
     import warnings
 
+    old = warnings.showwarning
     seen: set[str] = set()
 
     def show(message, category, filename, lineno, file=None, line=None):
@@ -57,6 +59,7 @@ def _one_line_warnings(command: str) -> None:
         print(f"hdnnp {command}: warning: {text}", file=file or sys.stderr)
 
     warnings.showwarning = show
+    return old
 
 
 def _os_error_line(exc: OSError) -> str:
@@ -82,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    _one_line_warnings(args.command)
+    import warnings
+
+    old_showwarning = _one_line_warnings(args.command)
     try:
         rc = args.func(args)
     except HDNNPError as exc:
@@ -105,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
               "the message above says otherwise): please report it with the command line and the traceback "
               "above", file=sys.stderr)
         return 3
+    finally:
+        warnings.showwarning = old_showwarning
     return int(rc or 0)
 
 

@@ -113,10 +113,21 @@ def close_pairs(positions: np.ndarray, cell: np.ndarray | None, min_distance: fl
         d = np.linalg.norm(positions[:, None, :] - positions[None, :, :], axis=-1)
         i, j = np.nonzero(np.triu(d < min_distance, k=1))
         return [(int(a), int(b), float(d[a, b])) for a, b in zip(i, j)]
-    from vesin import NeighborList
-
     periodic = cell is not None
     box = np.asarray(cell, dtype=np.float64) if periodic else np.zeros((3, 3))
+    span = float(np.ptp(positions, axis=0).max())
+    if periodic:
+        span = max(span, float(np.linalg.norm(box, axis=1).max()))
+    if span > 1e4 * min_distance:  # vesin dies (SIGFPE) beyond ~1e5 cutoffs of span
+        if periodic:  # left to the neighbour list (which refuses absurd cells and exact coincidences)
+            return []
+        from scipy.spatial import cKDTree
+
+        tree = cKDTree(positions)
+        pairs = sorted(tree.query_pairs(min_distance))
+        return [(a, b, float(np.linalg.norm(positions[a] - positions[b]))) for a, b in pairs]
+    from vesin import NeighborList
+
     nl = NeighborList(cutoff=min_distance, full_list=False)
     i, j, d = nl.compute(points=positions, box=box, periodic=periodic, quantities="ijd")
     return [(int(a), int(b), float(c)) for a, b, c in zip(i, j, d)]
