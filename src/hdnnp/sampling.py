@@ -425,6 +425,9 @@ def sample(
         forces = a.get_forces(apply_constraint=False)
         if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
             raise HDNNPError(f"calculator {label} returned a non-finite energy or force")
+        if not np.isfinite(a.positions).all():
+            raise HDNNPError("the MD blew up (non-finite positions): use a smaller --timestep-fs; no frame with "
+                             "them was written")
         return float(energy), np.array(forces, dtype=np.float64)
 
     try:
@@ -544,8 +547,15 @@ def _check_arguments(atoms, temps, frames, timestep_fs, equilibration_steps, int
     if frames < len(temps):
         warnings.warn(f"frames ({frames}) is less than the number of temperatures ({len(temps)}); "
                       "some temperatures get no frames", stacklevel=3)
+    for name, v in (("timestep_fs", timestep_fs), ("friction_per_fs", friction_per_fs), ("rattle", rattle_A),
+                    ("strain", strain)):
+        if not np.isfinite(v):
+            raise HDNNPError(f"--{name.replace('_', '-')} must be a finite number, found {v}")
     if not timestep_fs > 0.0:
         raise HDNNPError(f"timestep_fs must be > 0, found {timestep_fs}")
+    if timestep_fs > 100.0:
+        raise HDNNPError(f"--timestep-fs {timestep_fs} is far above any stable atomistic time step (at most 100 fs "
+                         "accepted; 0.5-2 fs is usual)")
     if equilibration_steps < 0:
         raise HDNNPError(f"equilibration_steps must be >= 0, found {equilibration_steps}")
     if interval < 1:

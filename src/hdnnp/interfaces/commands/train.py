@@ -43,6 +43,11 @@ def run(args: argparse.Namespace) -> int:
     from hdnnp.io.validation import check_device
 
     check_device(args.device)
+    from hdnnp.io.validation import check_finite_option
+
+    check_finite_option("--learning-rate", args.learning_rate, positive=True)
+    check_finite_option("--force-weight", args.force_weight, nonnegative=True)
+    check_finite_option("--cache-memory-gb", args.cache_memory_gb, nonnegative=True)
     overrides = {
         "optimizer": args.optimizer, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
         "force_weight": args.force_weight, "seed": args.seed, "cache_memory_gb": args.cache_memory_gb,
