@@ -532,6 +532,9 @@ def test_md_restart_into_another_runs_directory(capsys, pot, data, tmp_path):
     assert cli(capsys, *md_argv(pot, one, b, steps=2))[0] == 0
     before = (b / "traj.data").read_text()
     argv = md_argv(pot, None, b, "--restart", a / "restart.npz", steps=2)
+    fails(capsys, argv, r"-o .*b holds a run .* and --restart .*a/restart\.npz is not one of its restart files")
+    shutil.copyfile(a / "restart.npz", b / "restart-a.npz")  # another run's restart copied in
+    argv = md_argv(pot, None, b, "--restart", b / "restart-a.npz", steps=2)
     fails(capsys, argv, r"traj\.data: holds frames of 3 atoms, the restart file 6")
     assert (b / "traj.data").read_text() == before
 
@@ -574,12 +577,19 @@ def test_md_unreadable_restart(capsys, pot, tmp_path, content, pattern):
     fails(capsys, argv, pattern)
 
 
-def test_md_temperature_blow_up_stops(capsys, pot, data, tmp_path):
-    """A runaway temperature stops the run with a clear message and a non-zero exit."""
+@pytest.mark.parametrize("extra,limit", [(["--max-temperature-K", "301", "--ensemble", "nve"], "301"),
+                                         (["--timestep-fs", "50"], "3e\\+04")])
+def test_md_temperature_blow_up_stops(capsys, pot, data, tmp_path, extra, limit):
+    """A runaway temperature (too long a time step) stops the run with a clear message and a
+    non-zero exit; thermo.log holds only finite values."""
     out = tmp_path / "md"
-    fails(capsys, md_argv(pot, data, out, "--max-temperature-K", "301", "--ensemble", "nve", steps=50),
-          r"MD stopped at step \d+: temperature .* K exceeds 301 K: the integration is blowing up")
-    assert (out / "thermo.log").exists()
+    argv = md_argv(pot, data, out, steps=50)
+    if "--timestep-fs" in extra:
+        argv[argv.index("--timestep-fs") + 1] = extra[1]
+    else:
+        argv += extra
+    fails(capsys, argv, rf"MD stopped at step \d+: temperature .* K exceeds {limit} K: the integration is blowing up")
+    assert "nan" not in (out / "thermo.log").read_text().lower()
 
 
 def test_md_non_finite_forces_stop(tmp_path):

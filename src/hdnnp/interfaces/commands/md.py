@@ -156,7 +156,12 @@ def _check_outdir(args) -> tuple[Path, list[str]]:
 
     outdir = check_output_dir(args.outdir)
     found = [n for n in FILES.values() if (outdir / n).exists()]
-    if not found or (args.restart is not None and not args.overwrite):
+    if not found:
+        return outdir, []
+    if args.restart is not None and not args.overwrite:
+        if Path(args.restart).resolve().parent != outdir.resolve():
+            raise SettingsError(f"-o {outdir} holds a run ({', '.join(found)}) and --restart {args.restart} is not "
+                                "one of its restart files: continue into a new -o directory, or use --overwrite")
         return outdir, []
     if args.overwrite:
         restart_here = args.restart is not None and Path(args.restart).resolve() == (outdir / "restart.npz").resolve()
