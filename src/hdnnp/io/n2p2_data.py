@@ -23,7 +23,40 @@ _FMT = "%24.16E"
 
 
 def _float(tok: str, path, lineno: int, what: str) -> float:
-    return finite_float(tok, path, lineno, what)  # NaN/inf refused with file:line
+    try:
+        return float(tok.replace("D", "E").replace("d", "e"))
+    except ValueError:
+        raise ReadError(path, lineno, f"expected a number for {what}, found {tok!r}") from None
+
+
+_ATOM_FIELDS = [(1, "a coordinate"), (2, "a coordinate"), (3, "a coordinate"), (5, "the atomic charge"),
+                (6, "the atomic energy"), (7, "a force component"), (8, "a force component"),
+                (9, "a force component")]
+
+
+def _check_finite(path: Path, block: dict, end_line: int) -> None:
+    """NaN/inf anywhere in a structure: a ReadError naming the line and the token (checked in
+    bulk per structure; the file is re-read only to name the offending line)."""
+    rows = np.column_stack([np.array(block["pos"]).reshape(-1, 3), np.array(block["q"]), np.array(block["e"]),
+                            np.array(block["f"]).reshape(-1, 3)])
+    scalars = [v for v in (block["energy"], block["charge"]) if v is not None]
+    if np.isfinite(rows).all() and np.isfinite(block["lattice"]).all() and np.isfinite(scalars).all():
+        return
+    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if lineno < block["begin_line"]:
+                continue
+            words = raw.split()
+            if lineno > end_line:
+                break
+            if not words:
+                continue
+            fields = {"atom": _ATOM_FIELDS, "lattice": [(1, "a lattice component"), (2, "a lattice component"),
+                                                        (3, "a lattice component")],
+                      "energy": [(1, "the energy")], "charge": [(1, "the charge")]}.get(words[0], [])
+            for k, what in fields:
+                finite_float(words[k], path, lineno, what)
+    raise ReadError(path, end_line, "structure holds a non-finite number")  # not reached
 
 
 def iter_input_data(path: str | Path, wrap: bool = True) -> Iterator[Structure]:
@@ -45,7 +78,7 @@ def iter_input_data(path: str | Path, wrap: bool = True) -> Iterator[Structure]:
                         path, lineno, f"'begin' before the 'end' of the structure begun on line {begin_line}"
                     )
                 begin_line = lineno
-                block = {"elements": [], "pos": [], "atom_lines": [], "q": [], "e": [], "f": [], "lattice": [],
+                block = {"begin_line": lineno, "elements": [], "pos": [], "atom_lines": [], "q": [], "e": [], "f": [], "lattice": [],
                          "comments": [], "energy": None, "charge": None, "set": None}
                 for w in words[1:]:
                     if w.startswith("set="):
@@ -88,6 +121,7 @@ def iter_input_data(path: str | Path, wrap: bool = True) -> Iterator[Structure]:
                     raise ReadError(path, lineno, f"structure begun on line {begin_line} has {nlat} 'lattice' lines; expected 0 or 3")
                 if not block["elements"]:
                     raise ReadError(path, lineno, f"structure begun on line {begin_line} has no atoms")
+                _check_finite(path, block, lineno)
                 s = Structure(
                     elements=block["elements"],
                     positions=np.array(block["pos"]),

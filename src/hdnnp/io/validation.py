@@ -110,9 +110,10 @@ def close_pairs(positions: np.ndarray, cell: np.ndarray | None, min_distance: fl
     if n < 2 and cell is None:
         return []
     if cell is None and n <= 64:
-        d = np.linalg.norm(positions[:, None, :] - positions[None, :, :], axis=-1)
-        i, j = np.nonzero(np.triu(d < min_distance, k=1))
-        return [(int(a), int(b), float(d[a, b])) for a, b in zip(i, j)]
+        diff = positions[:, None, :] - positions[None, :, :]
+        d2 = np.einsum("ijk,ijk->ij", diff, diff)
+        i, j = np.nonzero(d2 < min_distance * min_distance)
+        return [(int(a), int(b), float(np.sqrt(d2[a, b]))) for a, b in zip(i, j) if a < b]
     periodic = cell is not None
     box = np.asarray(cell, dtype=np.float64) if periodic else np.zeros((3, 3))
     span = float(np.ptp(positions, axis=0).max())
