@@ -447,6 +447,41 @@ def test_warnings_printed_once(capsys, monkeypatch, pot, data, tmp_path):
     assert err.count("something odd") == 1 and "warn_twice" not in err and "warnings.warn" not in err
 
 
+@pytest.mark.parametrize("argv,pattern", [
+    (["train", "{pot}/input.nn", "--data", "{data}", "-o", "{tmp}/run", "--learning-rate", "nan"],
+     r"--learning-rate must be a finite number, got nan"),
+    (["train", "{pot}/input.nn", "--data", "{data}", "-o", "{tmp}/run", "--force-weight", "inf"],
+     r"--force-weight must be a finite number"),
+    (["train", "{pot}/input.nn", "--data", "{pot}", "-o", "{tmp}/run"], r"pot: is a directory, expected a structure"),
+    (["train", "{pot}/input.nn", "--data", "{tmp}/nope.data", "-o", "{tmp}/run"], r"nope\.data: cannot open"),
+    (["train", "{pot}", "-o", "{tmp}/run"], r"pot: configuration file not found"),
+    (["sample", "{data}", "-o", "{tmp}/s.data", "--calculator", "emt", "--frames", "2", "--timestep-fs", "inf"],
+     r"--timestep-fs must be a finite number, found inf"),
+    (["sample", "{data}", "-o", "{tmp}/s.data", "--calculator", "emt", "--frames", "2", "--timestep-fs", "1e4"],
+     r"--timestep-fs 10000\.0 is far above any stable atomistic time step"),
+    (["sample", "{data}", "-o", "{tmp}/s.data", "--calculator", "emt", "--frames", "2", "--rattle", "nan",
+      "--copies", "1"], r"--rattle must be a finite number"),
+    (["sample", "{data}", "-o", "{tmp}/s.data", "--calculator", "emt", "--frames", "2", "--temperatures-K", "nan"],
+     r"temperatures_K must be > 0, found \[nan\]"),
+    (["sample", "{tmp}/nope.xyz", "-o", "{tmp}/s.data", "--calculator", "emt", "--frames", "2"],
+     r"nope\.xyz: structure file not found"),
+    (["md", "{pot}", "--restart", "{pot}", "--steps", "2", "--timestep-fs", "0.5", "-o", "{tmp}/md"],
+     r"pot: is a directory, expected a restart file"),
+    (["md", "{data}", "{data}", "--steps", "2", "--timestep-fs", "0.5", "-o", "{tmp}/md"],
+     r"input\.data: potential directory not found"),
+    (["md", "{pot}", "{data}", "--steps", "2", "--timestep-fs", "0.5", "--structure-index", "99", "-o", "{tmp}/md"],
+     r"input\.data: structure index 99 out of range \(5 structures\)"),
+    (["md", "{pot}", "{data}", "--steps", "2", "--timestep-fs", "0.5", "--length-unit", "furlong", "-o", "{tmp}/md"],
+     r"unknown length unit 'furlong'"),
+    (["md", "{pot}", "--steps", "2", "--timestep-fs", "0.5", "-o", "{tmp}/md"],
+     r"give a STRUCTURE file or --restart FILE"),
+    (["scale", "{pot}/input.nn", "{data}", "-o", "{pot}/scaling.data"], r"scaling\.data exists; use --overwrite"),
+])
+def test_misc_command_line(capsys, pot, data, tmp_path, argv, pattern):
+    argv = [a.format(pot=pot, data=data, tmp=tmp_path) for a in argv]
+    fails(capsys, argv, pattern)
+
+
 # ------------------------------------------------------------------ hdnnp md
 def md_argv(pot, data, out, *extra, steps=6):
     return ["md", pot, *([] if data is None else [data]), "--steps", steps, "--timestep-fs", 0.5, "--temperature-K", 300, "--ensemble", "bussi",
