@@ -87,22 +87,28 @@ def predict(pot, data, tmp_path, *extra):
 
 
 # ------------------------------------------------------------------ input.data
-@pytest.mark.parametrize("field,value,what", [
-    (1, "nan", "a coordinate"), (3, "inf", "a coordinate"), (3, "-Infinity", "a coordinate"),
-    (7, "nan", "a force component"), (6, "NaN", "the atomic energy"),
-])
-def test_input_data_non_finite_atom_values(capsys, pot, data, tmp_path, field, value, what):
+@pytest.mark.parametrize("field,value", [(1, "nan"), (3, "inf"), (3, "-Infinity")])
+def test_input_data_non_finite_position(capsys, pot, data, tmp_path, field, value):
     ln = line_of(data, "atom", 2)
     set_field(data, ln, field, value)
-    fails(capsys, predict(pot, data, tmp_path), rf"input\.data:{ln}: expected a finite number for {what}, "
+    fails(capsys, predict(pot, data, tmp_path), rf"input\.data:{ln}: expected a finite number for a coordinate, "
                                                  rf"found '{value}'")
     assert not (tmp_path / "out" / "energy.out").exists()
 
 
-def test_input_data_nan_reference_energy(capsys, pot, data, tmp_path):
-    ln = line_of(data, "energy", 2)
-    set_field(data, ln, 1, "nan")
-    fails(capsys, predict(pot, data, tmp_path), rf"input\.data:{ln}: expected a finite number for the energy")
+@pytest.mark.parametrize("key,nth,field", [("energy", 2, 1), ("atom", 8, 7), ("atom", 9, 9)])
+def test_input_data_nan_reference_is_left_out_of_the_errors(capsys, caplog, pot, data, tmp_path, key, nth, field):
+    """A NaN reference energy or force: that structure is left out of predict's RMSE with a
+    warning naming it (never "RMSE nan"); the training-data checks refuse it (test_training)."""
+    set_field(data, line_of(data, key, nth), field, "nan")
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="hdnnp"):
+        code, out, err = cli(capsys, *predict(pot, data, tmp_path))
+    assert code == 0, err
+    text = "\n".join(caplog.messages)
+    assert re.search(r"structures 2 have non-finite reference energies or forces; left out of the errors", text)
+    assert "RMSE nan" not in text and re.search(r"energy per atom: RMSE \d", text)
 
 
 def test_input_data_nan_lattice(capsys, pot, data, tmp_path):
@@ -210,9 +216,10 @@ def test_extxyz_coinciding_atoms(capsys, pot, tmp_path):
     fails(capsys, predict(pot, p, tmp_path), r"w\.xyz: atom 2 is 0 from atom 3: atoms closer than 0\.1 \(Å\)")
 
 
-def test_extxyz_nan_reference_energy_is_left_out_of_the_errors(capsys, pot, tmp_path):
-    """A NaN reference energy in a format ASE reads: that structure is left out of the RMSE with a
-    warning (never "RMSE nan")."""
+def test_extxyz_nan_reference_energy_is_left_out_of_the_errors(capsys, caplog, pot, tmp_path):
+    """The same for a format ASE reads."""
+    import logging
+
     import ase.io
     from ase import Atoms
     from ase.calculators.singlepoint import SinglePointCalculator
@@ -223,12 +230,11 @@ def test_extxyz_nan_reference_energy_is_left_out_of_the_errors(capsys, pot, tmp_
         a.calc = SinglePointCalculator(a, energy=e, forces=np.zeros((3, 3)))
         frames.append(a)
     ase.io.write(tmp_path / "w.extxyz", frames)
-    import logging
-
-    logging.getLogger("hdnnp").setLevel(logging.INFO)
-    code, out, err = cli(capsys, *predict(pot, tmp_path / "w.extxyz", tmp_path))
+    with caplog.at_level(logging.INFO, logger="hdnnp"):
+        code, out, err = cli(capsys, *predict(pot, tmp_path / "w.extxyz", tmp_path))
     assert code == 0, err
-    assert (tmp_path / "out" / "energy.out").exists()
+    text = "\n".join(caplog.messages)
+    assert "structures 2 have non-finite reference" in text and "RMSE nan" not in text
 
 
 # ------------------------------------------------------------------ potential files

@@ -29,34 +29,24 @@ def _float(tok: str, path, lineno: int, what: str) -> float:
         raise ReadError(path, lineno, f"expected a number for {what}, found {tok!r}") from None
 
 
-_ATOM_FIELDS = [(1, "a coordinate"), (2, "a coordinate"), (3, "a coordinate"), (5, "the atomic charge"),
-                (6, "the atomic energy"), (7, "a force component"), (8, "a force component"),
-                (9, "a force component")]
-
-
 def _check_finite(path: Path, block: dict, end_line: int) -> None:
-    """NaN/inf anywhere in a structure: a ReadError naming the line and the token (checked in
-    bulk per structure; the file is re-read only to name the offending line)."""
-    rows = np.column_stack([np.array(block["pos"]).reshape(-1, 3), np.array(block["q"]), np.array(block["e"]),
-                            np.array(block["f"]).reshape(-1, 3)])
-    scalars = [v for v in (block["energy"], block["charge"]) if v is not None]
-    if np.isfinite(rows).all() and np.isfinite(block["lattice"]).all() and np.isfinite(scalars).all():
+    """NaN/inf positions or lattice vectors: a ReadError naming the line and the token (checked
+    in bulk per structure; the file is re-read only to name the offending line). Non-finite
+    reference energies, forces and charges are left to their users (the training-data checks,
+    ``hdnnp predict``'s error statistics), which name the structure."""
+    if np.isfinite(block["pos"]).all() and np.isfinite(block["lattice"]).all():
         return
     with open(path, encoding="utf-8", errors="surrogateescape") as fh:
         for lineno, raw in enumerate(fh, start=1):
-            if lineno < block["begin_line"]:
-                continue
-            words = raw.split()
             if lineno > end_line:
                 break
-            if not words:
+            words = raw.split()
+            if lineno < block["begin_line"] or not words or words[0] not in ("atom", "lattice"):
                 continue
-            fields = {"atom": _ATOM_FIELDS, "lattice": [(1, "a lattice component"), (2, "a lattice component"),
-                                                        (3, "a lattice component")],
-                      "energy": [(1, "the energy")], "charge": [(1, "the charge")]}.get(words[0], [])
-            for k, what in fields:
-                finite_float(words[k], path, lineno, what)
-    raise ReadError(path, end_line, "structure holds a non-finite number")  # not reached
+            what = "a coordinate" if words[0] == "atom" else "a lattice component"
+            for tok in words[1:4]:
+                finite_float(tok, path, lineno, what)
+    raise ReadError(path, end_line, "structure holds a non-finite position")  # not reached
 
 
 def iter_input_data(path: str | Path, wrap: bool = True) -> Iterator[Structure]:
