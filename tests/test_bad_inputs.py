@@ -704,7 +704,8 @@ def test_md_sigint_in_process(capsys, monkeypatch, pot, data, tmp_path):
 
     monkeypatch.setattr(HDNNPForceField, "compute", call)
     out = tmp_path / "md"
-    fails(capsys, md_argv(pot, data, out, steps=1000), r"interrupted by SIGINT; .*restart\.npz written", rc=130)
+    fails(capsys, md_argv(pot, data, out, steps=1000), r"step 3: interrupted by SIGINT; .*restart\.npz written: continue "
+                                                     r"with hdnnp md .* --steps 997 ", rc=130)
     argv = md_argv(pot, None, out, "--restart", out / "restart.npz", steps=2)
     assert cli(capsys, *argv)[0] == 0
     thermo, traj, xyz = _steps(out)

@@ -140,8 +140,10 @@ def run(args) -> int:
         raise SettingsError(str(exc)) from None
     restart = outdir / "restart.npz"
     if result.interrupted:
+        left = max(args.steps - result.timings.steps, 0)
         raise Interrupted(f"MD stopped at {result.stopped_reason}; {restart} written: continue with "
-                          f"hdnnp md {args.potential_dir} --restart {restart} -o {outdir} --steps N ...")
+                          f"hdnnp md {args.potential_dir} --restart {restart} -o {outdir} --steps {left} "
+                          "(and the same other options)")
     if result.stopped_reason:
         kept = f"; {restart} holds the last restart" if restart.exists() else ""
         raise SettingsError(f"MD stopped at {result.stopped_reason}; outputs up to then are in {outdir}{kept}")
@@ -150,7 +152,7 @@ def run(args) -> int:
 
 def _check_outdir(args) -> tuple[Path, list[str]]:
     """-o must be a directory; one holding a run's outputs is refused unless --restart continues
-    it (from that directory's own restart file or another) or --overwrite replaces it.
+    it (from a restart file in that directory) or --overwrite replaces it.
     Returns the directory and the files --overwrite will remove."""
     from hdnnp.dynamics.run import FILES
 
