@@ -154,7 +154,8 @@ def test_input_data_absurd_extent(capsys, pot, tmp_path, text):
     """Coordinates or a cell 1e9 wide (a unit or typo slip): an error, not a SIGFPE in vesin or a hang."""
     p = tmp_path / "far.data"
     p.write_text(text)
-    fails(capsys, predict(pot, p, tmp_path), r"the structure spans 1e\+(09|10) length units, more than 1e\+04 cutoff")
+    fails(capsys, predict(pot, p, tmp_path), r"far\.data: the structure spans 1e\+(09|10) length units, more than "
+                                              r"1e\+04 cutoff")
 
 
 def test_input_data_non_utf8(capsys, pot, data, tmp_path):

@@ -52,7 +52,12 @@ def run(args) -> int:
     structures = read_structures(args.data)
     log.info("*** PREDICTION ***  %d structures, %d atoms", len(structures), sum(len(s) for s in structures))
     t0 = time.perf_counter()
-    preds = pot.predict(structures)
+    from hdnnp.neighbors import GeometryError
+
+    try:
+        preds = pot.predict(structures)
+    except GeometryError as exc:  # coinciding atoms, absurd extent: name the file
+        raise GeometryError(f"{args.data}: {exc}") from None
     dt = time.perf_counter() - t0
     _check_finite_predictions(preds, args)
     offsets = [sum(pot.offsets[e] for e in s.elements) for s in structures]
