@@ -435,6 +435,24 @@ def test_internal_error_keeps_traceback_with_hint(capsys, monkeypatch, pot, data
     assert rc == 3 and "Traceback" in err and "ZeroDivisionError: bug" in err and "a bug in hdnnp" in err
 
 
+@pytest.mark.parametrize("exc,pattern", [
+    (OSError(errno.ENOSPC, "No space left on device", "run/checkpoint.pt"),
+     r"run/checkpoint\.pt: No space left on device; free some space and rerun"),
+    (PermissionError(errno.EACCES, "Permission denied", "/root/x"), r"/root/x: Permission denied; check the permissions"),
+    (IsADirectoryError(errno.EISDIR, "Is a directory", "somedir"), r"somedir: Is a directory"),
+])
+def test_os_errors_are_one_line(capsys, monkeypatch, pot, data, tmp_path, exc, pattern):
+    """File-system errors from anywhere (a full disk during training, permissions) end with one
+    line naming the file, not a traceback."""
+    import hdnnp.interfaces.commands.predict as predict_cmd
+
+    def raise_it(args):
+        raise exc
+
+    monkeypatch.setattr(predict_cmd, "run", raise_it)
+    fails(capsys, predict(pot, data, tmp_path), pattern)
+
+
 def test_warnings_printed_once(capsys, monkeypatch, pot, data, tmp_path):
     """Python warnings reach the user as one line each, each distinct message once."""
     import warnings
@@ -535,6 +553,14 @@ def test_md_refuses_an_earlier_run(capsys, pot, data, tmp_path):
     from hdnnp.dynamics.output import read_thermo_log
 
     assert read_thermo_log(out / "thermo.log")["step"].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_md_restart_with_overwrite_starts_fresh_files(capsys, pot, data, tmp_path):
+    out = tmp_path / "md"
+    assert cli(capsys, *md_argv(pot, data, out, steps=4))[0] == 0
+    assert cli(capsys, *md_argv(pot, None, out, "--restart", out / "restart.npz", "--overwrite", steps=2))[0] == 0
+    thermo, traj, xyz = _steps(out)
+    assert thermo == [4, 5, 6] and traj == [4, 6] and xyz == traj
 
 
 def _steps(out: Path):
