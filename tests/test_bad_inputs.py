@@ -165,6 +165,18 @@ def test_input_data_non_utf8(capsys, pot, data, tmp_path):
     fails(capsys, predict(pot, data, tmp_path), r"input\.data:5: non-UTF-8 byte 0x(ff|e9)")
 
 
+def test_byte_order_mark_is_accepted(capsys, pot, data, tmp_path):
+    """Files saved by Windows editors start with a UTF-8 byte-order mark: read as without it."""
+    for p in (data, pot / "input.nn"):
+        p.write_bytes(b"\xef\xbb\xbf" + p.read_bytes())
+    code, out, err = cli(capsys, *predict(pot, data, tmp_path))
+    assert code == 0, err
+    ref = tmp_path / "ref"
+    shutil.copytree(DATA / "potential", ref)
+    assert cli(capsys, "predict", ref, DATA / "input.data", "-o", tmp_path / "ref_out")[0] == 0
+    assert (tmp_path / "out" / "energy.out").read_text() == (tmp_path / "ref_out" / "energy.out").read_text()
+
+
 def test_input_data_empty(capsys, pot, tmp_path):
     p = tmp_path / "empty.data"
     p.write_text("")

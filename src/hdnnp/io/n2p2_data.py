@@ -58,7 +58,7 @@ def iter_input_data(path: str | Path, wrap: bool = True) -> Iterator[Structure]:
         begin_line = 0
         for lineno, raw in enumerate(fh, start=1):
             check_line_utf8(path, lineno, raw)
-            words = raw.split()
+            words = (raw.lstrip("\ufeff") if lineno == 1 else raw).split()  # a byte-order mark
             if not words:
                 continue
             key = words[0]

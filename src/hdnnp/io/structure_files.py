@@ -19,6 +19,7 @@ def is_input_data(path: str | Path) -> bool:
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             for line in fh:
+                line = line.lstrip("\ufeff")  # a UTF-8 byte-order mark (Windows editors)
                 if line.strip():
                     return line.split()[0] == "begin"
     except OSError as exc:

@@ -35,7 +35,7 @@ def _bad_byte_message(raw: bytes, start: int) -> str:
 def decode_text(path: str | Path, raw: bytes) -> str:
     """``raw`` decoded as UTF-8; a ``ReadError`` naming the line of the first bad byte otherwise."""
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark (Windows editors)
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise ReadError(path, line, _bad_byte_message(raw, exc.start)) from None
