@@ -167,7 +167,7 @@ def test_input_data_non_utf8(capsys, pot, data, tmp_path):
 
 def test_byte_order_mark_is_accepted(capsys, pot, data, tmp_path):
     """Files saved by Windows editors start with a UTF-8 byte-order mark: read as without it."""
-    for p in (data, pot / "input.nn"):
+    for p in (data, pot / "input.nn", pot / "scaling.data", pot / "weights.001.data"):
         p.write_bytes(b"\xef\xbb\xbf" + p.read_bytes())
     code, out, err = cli(capsys, *predict(pot, data, tmp_path))
     assert code == 0, err

@@ -53,7 +53,7 @@ def read_scaling_data(path: str | Path, n_sf: list[int]) -> list[ScalingStats]:
     rows: list[list[list[float]]] = [[] for _ in n_sf]
     lines: list[list[int]] = [[] for _ in n_sf]
     try:
-        fh = open(path, encoding="utf-8", errors="surrogateescape")
+        fh = open(path, encoding="utf-8-sig", errors="surrogateescape")
     except OSError as exc:
         raise ReadError(path, None, f"cannot open: {exc.strerror}") from None
     with fh:

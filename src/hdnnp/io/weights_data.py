@@ -43,7 +43,7 @@ def read_weights(path: str | Path, layer_sizes: list[int]) -> list[tuple[np.ndar
     expected = n_connections(layer_sizes)
     values: list[float] = []
     try:
-        fh = open(path, encoding="utf-8", errors="surrogateescape")
+        fh = open(path, encoding="utf-8-sig", errors="surrogateescape")
     except OSError as exc:
         raise ReadError(path, None, f"cannot open: {exc.strerror} (expected {expected} weights for layers {layer_sizes})") from None
     with fh:
