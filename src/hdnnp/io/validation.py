@@ -213,11 +213,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 # ------------------------------------------------------------------ command-line checks
-def check_output_dir(path: str | Path, option: str = "-o") -> Path:
-    """``path`` must be a directory or not exist yet (then it is created)."""
+def check_output_dir(path: str | Path, option: str = "-o", create: bool = True) -> Path:
+    """``path`` must be a directory or not exist yet (then it is created, unless ``create`` is
+    False: a command that may still fail on its inputs creates it when it writes)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise HDNNPError(f"{option} {path}: is a file, expected a directory (or a new name)")
+    if not create:
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

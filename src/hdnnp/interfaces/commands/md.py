@@ -156,7 +156,7 @@ def _check_outdir(args) -> tuple[Path, list[str]]:
     Returns the directory and the files --overwrite will remove."""
     from hdnnp.dynamics.run import FILES
 
-    outdir = check_output_dir(args.outdir)
+    outdir = check_output_dir(args.outdir, create=False)  # run_md creates it once the inputs are read
     found = [n for n in FILES.values() if (outdir / n).exists()]
     if not found:
         return outdir, []

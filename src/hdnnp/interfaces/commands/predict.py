@@ -35,7 +35,7 @@ def run(args) -> int:
     from hdnnp.io.validation import atomic_open, check_device, check_output_dir
 
     check_device(args.device)
-    outdir = check_output_dir(args.output)
+    outdir = check_output_dir(args.output, create=False)  # made once there is something to write
     targets = [outdir / n for n in ("energy.out", "nnforces.out", "nnatoms.out", "output.data", "predictions.extxyz")]
     existing = [str(t) for t in targets if t.exists()]
     if existing and not args.overwrite:
@@ -61,6 +61,7 @@ def run(args) -> int:
     dt = time.perf_counter() - t0
     _check_finite_predictions(preds, args)
     offsets = [sum(pot.offsets[e] for e in s.elements) for s in structures]
+    check_output_dir(outdir)
     write_predict_outputs(outdir, structures, preds, offsets)
     from hdnnp.io.n2p2_data import format_structure
 
