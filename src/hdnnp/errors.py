@@ -16,9 +16,15 @@ class ReadError(HDNNPError):
         self.path = str(path)
         self.line = line
         self.message = message
-        where = f"{self.path}:{line}" if line is not None else self.path
+        where = f"{self.path}:{line}" if line else self.path  # 0: no line (generated settings)
         super().__init__(f"{where}: {message}")
 
 
 class SettingsError(HDNNPError):
     """Inconsistent settings (e.g. an element in the data that the potential lacks)."""
+
+
+class Interrupted(HDNNPError):
+    """A run ended early by SIGINT/SIGTERM after saving its state (exit code 130, as a shell's Ctrl-C)."""
+
+    exit_code = 130

@@ -15,6 +15,31 @@ import numba
 import numpy as np
 from vesin import NeighborList as _VesinNeighborList
 
+from hdnnp.errors import SettingsError
+
+#: vesin 0.6 dies with SIGFPE (no Python error) for structures spanning ~1e5 cutoff radii;
+#: larger spans are refused before it is called
+MAX_SPAN_CUTOFFS = 1.0e4
+
+
+class GeometryError(SettingsError, ValueError):
+    """A structure the neighbour list cannot handle (coinciding atoms, absurd extent)."""
+
+
+def check_span(positions: np.ndarray, cell: np.ndarray | None, cutoff: float) -> None:
+    """Refuse non-finite positions and structures wider than ``MAX_SPAN_CUTOFFS`` cutoffs
+    (positions/cell in the potential's length unit)."""
+    positions = np.asarray(positions)
+    if not np.isfinite(positions).all() or (cell is not None and not np.isfinite(cell).all()):
+        raise GeometryError("the structure has non-finite positions or cell components")
+    span = float(np.ptp(positions, axis=0).max()) if len(positions) else 0.0
+    if cell is not None:
+        span = max(span, float(np.linalg.norm(cell, axis=1).max()))
+    if span > MAX_SPAN_CUTOFFS * cutoff:
+        raise GeometryError(f"the structure spans {span:.3g} length units, more than {MAX_SPAN_CUTOFFS:.0e} "
+                            f"cutoff radii ({cutoff:g}): check the coordinates and the cell (units? "
+                            "unwrapped positions?)")
+
 
 @dataclass
 class NeighborList:
@@ -94,6 +119,7 @@ def neighbor_list(positions: np.ndarray, cell: np.ndarray | None, cutoff: float)
     positions = np.ascontiguousarray(positions, dtype=np.float64)
     n = len(positions)
     periodic = cell is not None
+    check_span(positions, cell, cutoff)
     box = np.ascontiguousarray(cell if periodic else np.zeros((3, 3)), dtype=np.float64)
     calc = _vesin_calculator(float(cutoff))
     pi, pj, S, D, d = calc.compute(points=positions, box=box, periodic=periodic, quantities="ijSDd", copy=False)
@@ -102,7 +128,7 @@ def neighbor_list(positions: np.ndarray, cell: np.ndarray | None, cutoff: float)
         np.asarray(S), np.asarray(D, dtype=np.float64), np.asarray(d, dtype=np.float64),
     )
     if bad >= 0:  # coinciding atoms have no defined direction; n2p2 would divide by zero
-        raise ValueError(f"atoms {i[bad]} and {j[bad]} coincide (distance 0); check the structure")
+        raise GeometryError(f"atoms {i[bad]} and {j[bad]} coincide (distance 0); check the structure")
     return NeighborList(i=i, j=j, vectors=D, distances=d, shifts=S, start=start)
 
 
@@ -128,6 +154,7 @@ def neighbor_list_torch(positions: np.ndarray, cell: np.ndarray | None, cutoff: 
     dev = torch.device(device)
     n = len(positions)
     periodic = cell is not None
+    check_span(np.asarray(positions), cell, cutoff)
     pos = torch.as_tensor(np.ascontiguousarray(positions, dtype=np.float64), device=dev)
     box = torch.as_tensor(np.ascontiguousarray(cell if periodic else np.zeros((3, 3)), dtype=np.float64),
                           device=dev)
@@ -136,7 +163,7 @@ def neighbor_list_torch(positions: np.ndarray, cell: np.ndarray | None, cutoff: 
     i, j, S = i.to(torch.int64), j.to(torch.int64), S.to(torch.int64)
     if len(i) and bool((d <= 0.0).any()):
         q = int(torch.nonzero(d <= 0.0)[0, 0])
-        raise ValueError(f"atoms {int(i[q])} and {int(j[q])} coincide (distance 0); check the structure")
+        raise GeometryError(f"atoms {int(i[q])} and {int(j[q])} coincide (distance 0); check the structure")
     start = torch.zeros(n + 1, dtype=torch.int64, device=dev)
     if len(i):
         start[1:] = torch.cumsum(torch.bincount(i, minlength=n), 0)

@@ -27,6 +27,8 @@ were not finished are not made up.
 
 from __future__ import annotations
 
+import contextlib
+
 import importlib
 import logging
 import os
@@ -38,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hdnnp.errors import HDNNPError
+from hdnnp.errors import HDNNPError, ReadError
 from hdnnp.io.n2p2_data import format_structure, iter_input_data
 from hdnnp.io.structure_files import read_atoms as read_structure  # noqa: F401  (public name)
 from hdnnp.structure import Structure
@@ -222,6 +224,7 @@ def _repair_tail(path: Path) -> None:
         elif tail_first_word is None:
             tail_first_word = words[0]
     if last_end < len(data) and data[last_end:].strip() and tail_first_word == b"begin":
+        _check_own_partial_frame(path, data, last_end)
         log.warning("%s: removing a partly written last frame (%d bytes after the last 'end')",
                     path, len(data) - last_end)
         os.truncate(path, last_end)
@@ -229,6 +232,21 @@ def _repair_tail(path: Path) -> None:
     if data and not data.endswith(b"\n"):
         with open(path, "ab") as fh:
             fh.write(b"\n")
+
+
+def _check_own_partial_frame(path: Path, data: bytes, last_end: int) -> None:
+    """A trailing block without ``end`` is cut only when ``hdnnp sample`` wrote it (its comment
+    line, or no complete line after ``begin``); a user's own last frame is reported instead."""
+    tail = data[last_end:]
+    complete = tail.split(b"\n")[:-1]  # lines that end with a newline
+    words = [ln.split() for ln in complete if ln.strip()]
+    ours = len(words) <= 1 or (words[1][:2] == [b"comment", COMMENT_TAG.encode()])
+    if not ours:
+        begin_line = data.count(b"\n", 0, last_end) + 1 + next(
+            k for k, ln in enumerate(tail.split(b"\n")) if ln.strip())
+        raise ReadError(path, begin_line, "the last structure has no 'end' (truncated file?); it was not written "
+                                          "by hdnnp sample, so it is not removed: add its 'end' line or delete it, "
+                                          "then rerun")
 
 
 def scan_existing(path: str | Path) -> ExistingFrames:
@@ -381,12 +399,23 @@ def sample(
     t0 = time.perf_counter()
     bar = tqdm(total=sum(targets), initial=sum(done.values()), unit="frame",
                disable=not progress or n_todo == 0, dynamic_ncols=True)
-    fh = open(output, "a", encoding="utf-8")
+    try:
+        fh = open(output, "a", encoding="utf-8")
+    except OSError as exc:
+        raise HDNNPError(f"cannot write {output}: {exc.strerror or exc}") from None
 
     def write(structure: Structure, fields: dict) -> None:
         nonlocal written
-        fh.write(format_structure(structure))
-        fh.flush()
+        pos = fh.tell()
+        try:
+            fh.write(format_structure(structure))
+            fh.flush()
+        except OSError as exc:  # full disk: cut the partial frame, keep every complete one
+            with contextlib.suppress(OSError):
+                os.truncate(output, pos)
+            raise HDNNPError(f"cannot write {output}: {exc.strerror or exc}; the {existing.n_frames + written} "
+                             "complete frames in it are kept: free space and rerun the same command to "
+                             "continue") from None
         written += 1
         if callback is not None:
             callback(structure, fields)
@@ -396,6 +425,9 @@ def sample(
         forces = a.get_forces(apply_constraint=False)
         if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
             raise HDNNPError(f"calculator {label} returned a non-finite energy or force")
+        if not np.isfinite(a.positions).all():
+            raise HDNNPError("the MD blew up (non-finite positions): use a smaller --timestep-fs; no frame with "
+                             "them was written")
         return float(energy), np.array(forces, dtype=np.float64)
 
     try:
@@ -473,7 +505,8 @@ def sample(
         raise
     finally:
         bar.close()
-        fh.close()
+        with contextlib.suppress(OSError):  # a full disk may fail the final flush: frames are complete
+            fh.close()
     elapsed = time.perf_counter() - t0
     if written:
         log.info("wrote %d frames to %s in %.1f s (%d MD steps, %.3g s per step)",
@@ -514,8 +547,15 @@ def _check_arguments(atoms, temps, frames, timestep_fs, equilibration_steps, int
     if frames < len(temps):
         warnings.warn(f"frames ({frames}) is less than the number of temperatures ({len(temps)}); "
                       "some temperatures get no frames", stacklevel=3)
+    for name, v in (("timestep_fs", timestep_fs), ("friction_per_fs", friction_per_fs), ("rattle", rattle_A),
+                    ("strain", strain)):
+        if not np.isfinite(v):
+            raise HDNNPError(f"--{name.replace('_', '-')} must be a finite number, found {v}")
     if not timestep_fs > 0.0:
         raise HDNNPError(f"timestep_fs must be > 0, found {timestep_fs}")
+    if timestep_fs > 100.0:
+        raise HDNNPError(f"--timestep-fs {timestep_fs} is far above any stable atomistic time step (at most 100 fs "
+                         "accepted; 0.5-2 fs is usual)")
     if equilibration_steps < 0:
         raise HDNNPError(f"equilibration_steps must be >= 0, found {equilibration_steps}")
     if interval < 1:

@@ -29,9 +29,12 @@ class SymmetryFunctionError(ValueError):
 
 def _num(tok: str, name: str) -> float:
     try:
-        return float(tok)
+        v = float(tok)
     except ValueError:
         raise SymmetryFunctionError(f"parameter {name} must be a number, found {tok!r}") from None
+    if not math.isfinite(v):
+        raise SymmetryFunctionError(f"parameter {name} must be a finite number, found {tok!r}")
+    return v
 
 
 @dataclass

@@ -5,6 +5,7 @@ All outputs are in ASE units: Å, eV, fs, K, GPa (whatever the potential's own u
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -201,5 +202,104 @@ def ns_per_day(steps_per_s: float, timestep_fs: float) -> float:
     return steps_per_s * timestep_fs * 1e-6 * 86400.0
 
 
+
+
+# ------------------------------------------------------------------ continuing a run
+def _cut_offset(path: Path, frames: list[tuple[int, int]], step: int) -> int | None:
+    """Byte offset of the first frame after ``step`` (frames: (offset, step)), None: keep all."""
+    for off, s in frames:
+        if s > step:
+            return off
+    return None
+
+
+def _traj_frames(path: Path) -> tuple[list[tuple[int, int]], int | None]:
+    """(offset, step) of each traj.data frame and the atom count of the first one."""
+    frames, n_first, pos, count = [], None, 0, 0
+    with open(path, "rb") as fh:
+        for line in fh:
+            words = line.split()
+            if len(words) == 1:
+                if len(frames) == 1:
+                    n_first = count
+                try:
+                    frames.append((pos, int(words[0])))
+                except ValueError:
+                    raise ReadError(path, None, f"expected a step number at byte {pos}, found {words[0]!r}") from None
+                count = 0
+            elif words:
+                count += 1
+            pos += len(line)
+    if len(frames) == 1:
+        n_first = count
+    return frames, n_first
+
+
+def _extxyz_frames(path: Path) -> list[tuple[int, int]]:
+    """(offset, step) of each frame of trajectory.extxyz (step from the comment line)."""
+    import re
+
+    frames, pos = [], 0
+    with open(path, "rb") as fh:
+        while True:
+            head = fh.readline()
+            if not head.strip():
+                break
+            try:
+                n = int(head)
+            except ValueError:
+                raise ReadError(path, None, f"expected an atom count at byte {pos}") from None
+            comment = fh.readline()
+            m = re.search(rb"\bstep=(\d+)", comment)
+            frames.append((pos, int(m.group(1)) if m else -1))
+            pos += len(head) + len(comment)
+            for _ in range(n):
+                pos += len(fh.readline())
+    return frames
+
+
+def _thermo_rows(path: Path) -> list[tuple[int, int]]:
+    frames, pos = [], 0
+    with open(path, "rb") as fh:
+        for line in fh:
+            words = line.split()
+            if words and not line.startswith(b"#"):
+                try:
+                    frames.append((pos, int(float(words[0]))))
+                except ValueError:
+                    raise ReadError(path, None, f"expected a step number at byte {pos}") from None
+            pos += len(line)
+    return frames
+
+
+def truncate_after_step(paths: dict, step: int, n_atoms: int) -> list[str]:
+    """Make a run directory continue consistently from a restart at ``step``: cut the frames
+    of traj.data and trajectory.extxyz and the rows of thermo.log after ``step`` (written by
+    the run after its last restart file). paths: FILES keys -> Path. Refuses (ReadError)
+    outputs that cannot belong to this run (another atom count, or starting after ``step``).
+    Returns what was cut, for the log."""
+    cut: list[str] = []
+    found = [(k, p) for k, p in paths.items() if k in ("traj_data", "extxyz", "thermo") and p.is_file()]
+    for key, p in found:
+        if key == "traj_data":
+            frames, n_first = _traj_frames(p)
+            if n_first is not None and n_first != n_atoms:
+                raise ReadError(p, None, f"holds frames of {n_first} atoms, the restart file {n_atoms}: it belongs to "
+                                         "another run; continue into another -o directory or use --overwrite")
+        elif key == "extxyz":
+            frames = _extxyz_frames(p)
+        else:
+            frames = _thermo_rows(p)
+        if frames and frames[0][1] > step:
+            raise ReadError(p, None, f"starts at step {frames[0][1]}, after the restart step {step}: it belongs to "
+                                     "another run; continue into another -o directory or use --overwrite")
+        off = _cut_offset(p, frames, step)
+        if off is not None:
+            n_cut = sum(1 for _, s in frames if s > step)
+            os.truncate(p, off)
+            cut.append(f"{p.name}: {n_cut} {'rows' if key == 'thermo' else 'frames'} after step {step}")
+    return cut
+
+
 __all__ = ["TrajDataWriter", "read_traj_data", "ExtxyzWriter", "ThermoLog", "read_thermo_log",
-           "plot_thermo", "ns_per_day", "THERMO_COLUMNS"]
+           "plot_thermo", "ns_per_day", "THERMO_COLUMNS", "truncate_after_step"]

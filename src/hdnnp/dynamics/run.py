@@ -16,9 +16,12 @@ Output directory:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import platform
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,14 +30,26 @@ import numpy as np
 
 from hdnnp.dynamics.forcefield import ForceField
 from hdnnp.dynamics.integrators import MDState, VelocityVerlet
-from hdnnp.dynamics.output import ExtxyzWriter, ThermoLog, TrajDataWriter, ns_per_day, plot_thermo
+from hdnnp.dynamics.output import (ExtxyzWriter, ThermoLog, TrajDataWriter, ns_per_day, plot_thermo,
+                                   truncate_after_step)
 from hdnnp.dynamics.restart import read_restart, write_restart
 from hdnnp.dynamics.thermostats import ENSEMBLES, BerendsenBarostat, CRescaleBarostat, make_thermostat
 from hdnnp.dynamics.velocities import maxwell_boltzmann_velocities
-from hdnnp.errors import SettingsError
+from hdnnp.errors import HDNNPError, SettingsError
+from hdnnp.io.validation import atomic_write_text
 from hdnnp.io.structure_files import read_atoms as read_structure  # noqa: F401  (public name)
 
 log = logging.getLogger("hdnnp")
+
+#: larger time steps are refused: no atomistic integration is stable there
+MAX_TIMESTEP_FS = 100.0
+#: the automatic temperature limit is this factor times max(start, target, 300 K)
+BLOWUP_FACTOR = 100.0
+
+
+def _option(name: str) -> str:
+    return name.replace("_", "-")
+
 
 FILES = {"traj_data": "traj.data", "extxyz": "trajectory.extxyz", "thermo": "thermo.log",
          "plot": "thermo.png", "restart": "restart.npz", "config": "md.json"}
@@ -51,6 +66,9 @@ class MDSettings:
         between thermo.log lines; restart_every: between restart files (0: only at the end).
     max_extrapolation_warnings : stop when one step has more extrapolation warnings than
         this (as LAMMPS ``maxew`` with ``resetew yes``); None: never stop.
+    max_temperature_K : stop when the temperature exceeds this (a blown-up integration, e.g.
+        too large a time step); None: 100 x max(start, target, 300 K). Non-finite energies,
+        forces or positions always stop the run.
     """
 
     steps: int
@@ -69,11 +87,26 @@ class MDSettings:
     thermo_every: int = 1
     restart_every: int = 0
     max_extrapolation_warnings: int | None = None
+    max_temperature_K: float | None = None
     wrap: bool = True
     progress: bool = True
     plot: bool = True
 
     def validate(self) -> None:
+        for name in ("timestep_fs", "temperature_K", "friction_per_fs", "tau_fs", "pressure_GPa",
+                     "barostat_tau_fs", "compressibility_per_GPa", "max_temperature_K"):
+            v = getattr(self, name)
+            if v is not None and not math.isfinite(v):
+                raise SettingsError(f"--{_option(name)} must be a finite number, got {v}")
+        for name in ("temperature_K", "friction_per_fs"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise SettingsError(f"--{_option(name)} must be >= 0, got {getattr(self, name)}")
+        for name in ("tau_fs", "barostat_tau_fs", "compressibility_per_GPa", "max_temperature_K"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise SettingsError(f"--{_option(name)} must be > 0, got {getattr(self, name)}")
+        if self.timestep_fs > MAX_TIMESTEP_FS:
+            raise SettingsError(f"--timestep-fs {self.timestep_fs} is far above any stable atomistic time step "
+                                f"(at most {MAX_TIMESTEP_FS:g} fs accepted; 0.5-2 fs is usual)")
         if self.steps < 0:
             raise SettingsError(f"--steps must be >= 0, got {self.steps}")
         if not self.timestep_fs > 0:
@@ -121,6 +154,8 @@ class MDResult:
     n_extrapolations_total: int = 0
     stopped_reason: str | None = None
     files: dict = field(default_factory=dict)
+    #: the signal (SIGINT, SIGTERM) that ended the run early, else None
+    interrupted: str | None = None
 
     @property
     def ns_per_day(self) -> float:
@@ -185,6 +220,83 @@ def _versions() -> dict:
     return out
 
 
+class StopSignals:
+    """While active, SIGINT (Ctrl-C) and SIGTERM only set ``received`` (the signal's name); the
+    step loop checks it after each step and ends the run cleanly with a restart file. A second
+    SIGINT interrupts at once. Outside the main thread (no signal handlers there) it does nothing."""
+
+    def __init__(self):
+        self.received: str | None = None
+        self._old: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+
+    def __enter__(self) -> "StopSignals":
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        self._old = {}
+
+
+def _blown_up(state: MDState, n_dof: int, limit_K: float, timestep_fs: float) -> str | None:
+    """Why the integration must stop (non-finite values, runaway temperature), or None."""
+    res = state.result
+    finite = (math.isfinite(res.energy) and np.isfinite(res.forces).all() and np.isfinite(state.positions).all()
+              and np.isfinite(state.velocities).all())
+    if not finite:
+        return (f"step {state.step}: non-finite energy, forces or positions: the integration blew up "
+                f"(--timestep-fs {timestep_fs:g} too large, or atoms ran into each other)")
+    t = state.temperature(n_dof)
+    if t > limit_K:
+        return (f"step {state.step}: temperature {t:.3g} K exceeds {limit_K:.3g} K: the integration is blowing up "
+                f"(--timestep-fs {timestep_fs:g} too large?); --max-temperature-K raises the limit")
+    return None
+
+
+def _temperature_limit(settings: MDSettings, state: MDState, n_dof: int) -> float:
+    if settings.max_temperature_K is not None:
+        return settings.max_temperature_K
+    t0 = state.temperature(n_dof) if n_dof else 0.0
+    return BLOWUP_FACTOR * max(t0 if math.isfinite(t0) else 0.0, settings.temperature_K or 0.0, 300.0)
+
+
+def _setup_state(force_field, atoms, settings: MDSettings, restart, thermostat):
+    """(state, rng, meta) from the restart file or from ``atoms``."""
+    if restart is None:
+        rng = np.random.default_rng(settings.seed)
+        return state_from_atoms(atoms, settings, rng), rng, {}
+    state, rng, meta = read_restart(restart)
+    pot = getattr(force_field, "potential", None)
+    if pot is not None:
+        check_elements(state.elements, list(pot.elements), str(restart))
+    if meta.get("thermostat") and meta["thermostat"].get("name") == thermostat.name:
+        thermostat.load_state_dict(meta["thermostat"])
+    elif meta.get("thermostat", {}).get("name") not in (None, "nve"):
+        log.warning("restart file has thermostat %r, this run uses %r: its state starts fresh",
+                    meta["thermostat"].get("name"), thermostat.name)
+    log.info("restart        : %s (step %d, t = %.3f fs)", restart, state.step, state.time_fs)
+    return state, rng, meta
+
+
+def _make_barostat(settings: MDSettings):
+    if settings.ensemble == "npt-berendsen":
+        return BerendsenBarostat(settings.pressure_GPa, settings.barostat_tau_fs, settings.compressibility_per_GPa)
+    if settings.ensemble == "npt-crescale":
+        return CRescaleBarostat(settings.temperature_K, settings.pressure_GPa, settings.barostat_tau_fs,
+                                settings.compressibility_per_GPa)
+    return None
+
+
 def run_md(force_field: ForceField, atoms, settings: MDSettings, outdir: str | Path,
            restart: str | Path | None = None, provenance: dict | None = None) -> MDResult:
     """Run molecular dynamics and write the outputs into ``outdir``.
@@ -193,8 +305,12 @@ def run_md(force_field: ForceField, atoms, settings: MDSettings, outdir: str | P
     atoms : starting ``ase.Atoms`` (ignored when ``restart`` is given).
     restart : a restart.npz to continue from: positions, velocities, cell, step, forces,
         thermostat and random-generator state come from it (``settings.seed`` is then
-        unused); outputs are appended when they already exist in ``outdir``.
-    Returns an ``MDResult`` (``stopped_reason`` set when the extrapolation limit stopped it).
+        unused); outputs that already exist in ``outdir`` are continued: frames and rows
+        after the restart step (written after the last restart file) are cut first.
+    Returns an ``MDResult``; ``stopped_reason`` is set when the run ended early: the
+    extrapolation limit, a blown-up integration (non-finite values, runaway temperature; no
+    restart file is written then) or SIGINT/SIGTERM (``interrupted`` names the signal; the
+    restart file is written).
     """
     settings.validate()
     outdir = Path(outdir)
@@ -202,25 +318,10 @@ def run_md(force_field: ForceField, atoms, settings: MDSettings, outdir: str | P
     paths = {k: outdir / v for k, v in FILES.items()}
     thermostat = make_thermostat(settings.ensemble, settings.temperature_K, settings.friction_per_fs,
                                  settings.tau_fs, settings.chain_length)
-    barostat = None
-    if settings.ensemble == "npt-berendsen":
-        barostat = BerendsenBarostat(settings.pressure_GPa, settings.barostat_tau_fs, settings.compressibility_per_GPa)
-    elif settings.ensemble == "npt-crescale":
-        barostat = CRescaleBarostat(settings.temperature_K, settings.pressure_GPa, settings.barostat_tau_fs,
-                                    settings.compressibility_per_GPa)
+    barostat = _make_barostat(settings)
 
     log.info("*** SETUP: MOLECULAR DYNAMICS ***")
-    if restart is not None:
-        state, rng, meta = read_restart(restart)
-        if meta.get("thermostat") and meta["thermostat"].get("name") == thermostat.name:
-            thermostat.load_state_dict(meta["thermostat"])
-        elif meta.get("thermostat", {}).get("name") not in (None, "nve"):
-            log.warning("restart file has thermostat %r, this run uses %r: its state starts fresh",
-                        meta["thermostat"].get("name"), thermostat.name)
-        log.info("restart        : %s (step %d, t = %.3f fs)", restart, state.step, state.time_fs)
-    else:
-        rng = np.random.default_rng(settings.seed)
-        state = state_from_atoms(atoms, settings, rng)
+    state, rng, meta = _setup_state(force_field, atoms, settings, restart, thermostat)
     if barostat is not None and state.cell is None:
         raise SettingsError(f"--ensemble {settings.ensemble} needs a periodic structure")
     integrator = VelocityVerlet(force_field, settings.timestep_fs, thermostat, barostat, rng, wrap=settings.wrap)
@@ -236,89 +337,151 @@ def run_md(force_field: ForceField, atoms, settings: MDSettings, outdir: str | P
     log.info("output         : %s (trajectory every %d steps)", outdir, settings.write_every)
 
     append = restart is not None
+    if append:
+        for what in truncate_after_step(paths, state.step, state.n_atoms):
+            log.info("continuing     : cut %s (written after the restart file)", what)
     config = {"settings": asdict(settings), "n_atoms": state.n_atoms, "n_dof": n_dof,
               "restart": None if restart is None else str(restart), "versions": _versions(), **(provenance or {})}
-    paths["config"].write_text(json.dumps(config, indent=2, default=str) + "\n", encoding="utf-8")
+    atomic_write_text(paths["config"], json.dumps(config, indent=2, default=str) + "\n")
 
-    filt = _ExtrapolationMessageFilter()
-    hlog = logging.getLogger("hdnnp")
-    hlog.addFilter(filt)
-    traj = extxyz = thermo = None
-    timings = MDTimings()
-    total_ex = 0
-    stopped = None
-    last_written = -1
-    try:
-        integrator.initialize(state)
+    loop = _StepLoop(integrator, state, settings, thermostat, rng, paths, n_dof, provenance)
+    with StopSignals() as signals:
+        loop.run(append, meta, signals)
+    files = {k: p for k, p in paths.items() if k != "plot"}
+    if settings.plot:
+        try:
+            files["plot"] = plot_thermo(paths["thermo"], paths["plot"], n_atoms=state.n_atoms)
+        except Exception as exc:  # a missing plot must not lose a finished run
+            log.warning("could not plot thermo.log: %s", exc)
+    result = MDResult(state=state, outdir=outdir, timings=loop.timings, timestep_fs=settings.timestep_fs,
+                      n_extrapolations_total=loop.total_ex, stopped_reason=loop.stopped, files=files,
+                      interrupted=signals.received if loop.interrupted else None)
+    t = loop.timings
+    log.info("*** MD SUMMARY ***")
+    log.info("steps          : %d in %.2f s: %.3f steps/s, %.4f ns/day", t.steps, t.loop_s, t.steps_per_s,
+             result.ns_per_day)
+    log.info("force calls    : %.2f s (%.1f %%); overhead %.0f µs/step (%.2f %%)", t.force_s,
+             100 * t.force_s / t.loop_s if t.loop_s else 0.0, t.overhead_us_per_step, 100 * t.overhead_fraction)
+    log.info("extrapolation  : %d warnings in total", loop.total_ex)
+    if loop.stopped:
+        log.error("stopped at %s", loop.stopped)
+    return result
+
+
+class _StepLoop:
+    """The step loop of ``run_md`` with its writers, counters and stop conditions."""
+
+    def __init__(self, integrator, state, settings, thermostat, rng, paths, n_dof, provenance):
+        self.integrator, self.state, self.settings = integrator, state, settings
+        self.thermostat, self.rng, self.paths, self.n_dof = thermostat, rng, paths, n_dof
+        self.provenance = provenance or {}
+        self.timings = MDTimings()
+        self.total_ex = 0
+        self.stopped: str | None = None
+        self.interrupted = False
+        self.blown_up = False
+        self.filt = _ExtrapolationMessageFilter()
+
+    def thermo_row(self) -> dict:
+        state = self.state
+        epot = state.result.energy
+        ekin = state.kinetic_energy()
+        row = {"step": state.step, "time_fs": state.time_fs, "epot_eV": epot, "ekin_eV": ekin,
+               "etot_eV": epot + ekin, "econs_eV": epot + ekin + self.thermostat.conserved_energy(),
+               "temperature_K": state.temperature(self.n_dof), "n_extrap": state.result.n_extrapolations,
+               "n_extrap_total": self.total_ex}
+        if state.cell is not None:
+            row["pressure_GPa"] = state.pressure_GPa()
+            row["volume_A3"] = state.volume
+        return row
+
+    def save_restart(self) -> None:
+        write_restart(self.paths["restart"], self.state, self.rng, self.thermostat.state_dict(),
+                      extra={"ensemble": self.settings.ensemble, "timestep_fs": self.settings.timestep_fs,
+                             "n_extrap_total": self.total_ex, **self.provenance})
+
+    def write_frame(self) -> None:
+        self.traj.write(self.state.step, self.state.positions)
+        self.extxyz.write(self.state, self.n_dof)
+        self.thermo.flush()
+        self.last_written = self.state.step
+
+    def run(self, append: bool, meta: dict, signals: StopSignals) -> None:
+        hlog = logging.getLogger("hdnnp")
+        hlog.addFilter(self.filt)
+        self.traj = self.extxyz = self.thermo = None
+        try:
+            self._open_and_start(append, meta)
+            self._steps(signals)
+            if not self.blown_up:
+                if self.last_written != self.state.step:
+                    self.write_frame()
+                self.save_restart()
+        except OSError as exc:  # full disk, permissions: the last restart file is intact (atomic writes)
+            where = exc.filename or self.paths["traj_data"].parent
+            raise HDNNPError(f"cannot write in {where}: {exc.strerror or exc} at step {self.state.step}; "
+                             f"{self.paths['restart']} holds the last complete restart (if any)") from None
+        finally:
+            hlog.removeFilter(self.filt)
+            for w in (self.traj, self.extxyz, self.thermo):
+                if w is not None:
+                    with contextlib.suppress(OSError):
+                        w.close()
+
+    def _open_and_start(self, append: bool, meta: dict) -> None:
+        state, paths = self.state, self.paths
+        self.integrator.initialize(state)
         traj_new = not (append and paths["traj_data"].exists())
-        traj = TrajDataWriter(paths["traj_data"], append=not traj_new)
-        extxyz = ExtxyzWriter(paths["extxyz"], append=not traj_new)
-        thermo = ThermoLog(paths["thermo"], periodic=state.cell is not None, append=append)
-
-        def thermo_row() -> dict:
-            epot = state.result.energy
-            ekin = state.kinetic_energy()
-            row = {"step": state.step, "time_fs": state.time_fs, "epot_eV": epot, "ekin_eV": ekin,
-                   "etot_eV": epot + ekin, "econs_eV": epot + ekin + thermostat.conserved_energy(),
-                   "temperature_K": state.temperature(n_dof), "n_extrap": state.result.n_extrapolations,
-                   "n_extrap_total": total_ex}
-            if state.cell is not None:
-                row["pressure_GPa"] = state.pressure_GPa()
-                row["volume_A3"] = state.volume
-            return row
-
-        def save_restart() -> None:
-            write_restart(paths["restart"], state, rng, thermostat.state_dict(),
-                          extra={"ensemble": settings.ensemble, "timestep_fs": settings.timestep_fs,
-                                 "n_extrap_total": total_ex, **(provenance or {})})
-
-        if append:
-            total_ex = int(meta.get("n_extrap_total", 0))
-        else:
-            total_ex = state.result.n_extrapolations
-        if thermo.new:  # a fresh log starts with the starting state (also after a restart)
-            thermo.write(thermo_row())
+        self.traj = TrajDataWriter(paths["traj_data"], append=not traj_new)
+        self.extxyz = ExtxyzWriter(paths["extxyz"], append=not traj_new)
+        self.thermo = ThermoLog(paths["thermo"], periodic=state.cell is not None, append=append)
+        self.total_ex = int(meta.get("n_extrap_total", 0)) if append else state.result.n_extrapolations
+        self.last_written = -1
+        if self.thermo.new:  # a fresh log starts with the starting state (also after a restart)
+            self.thermo.write(self.thermo_row())
         if traj_new:
-            traj.write(state.step, state.positions)
-            extxyz.write(state, n_dof)
-            last_written = state.step
+            self.write_frame()
         if state.result.n_extrapolations:
-            filt.allow = False
+            self.filt.allow = False
             log.warning("further extrapolation warnings are not printed; thermo.log counts them per step (n_extrap)")
 
+    def _steps(self, signals: StopSignals) -> None:
         from tqdm import tqdm
 
+        state, settings, timings = self.state, self.settings, self.timings
         bar = tqdm(total=settings.steps, unit="step", disable=not settings.progress, mininterval=1.0,
                    dynamic_ncols=True)
-        force_t0 = integrator.force_time
+        force_t0 = self.integrator.force_time
         t_loop0 = time.perf_counter()
         t_postfix = t_loop0
         n_done = 0
         max_ew = settings.max_extrapolation_warnings
+        t_limit = _temperature_limit(settings, state, self.n_dof)
         if max_ew is not None and state.result.n_extrapolations > max_ew:
-            stopped = (f"step {state.step} (start): {state.result.n_extrapolations} extrapolation warnings > "
-                       f"--max-extrapolation-warnings {max_ew}; the structure is outside the range of the "
-                       "training data")
-        for _ in range(0 if stopped else settings.steps):
-            integrator.step(state)
+            self.stopped = (f"step {state.step} (start): {state.result.n_extrapolations} extrapolation warnings > "
+                            f"--max-extrapolation-warnings {max_ew}; the structure is outside the range of the "
+                            "training data")
+        for _ in range(0 if self.stopped else settings.steps):
+            self.integrator.step(state)
             n_done += 1
+            self.stopped = _blown_up(state, self.n_dof, t_limit, settings.timestep_fs)
+            if self.stopped:
+                self.blown_up = True
+                break
             n_ex = state.result.n_extrapolations
-            total_ex += n_ex
+            self.total_ex += n_ex
             t_out = time.perf_counter()
-            if n_ex and filt.allow:
-                filt.allow = False
+            if n_ex and self.filt.allow:
+                self.filt.allow = False
                 log.warning("step %d: %d extrapolation warnings; further ones are counted in thermo.log "
                             "(n_extrap), not printed", state.step, n_ex)
             limit_hit = max_ew is not None and n_ex > max_ew
             if state.step % settings.thermo_every == 0 or limit_hit:
-                thermo.write(thermo_row())
+                self.thermo.write(self.thermo_row())
             if state.step % settings.write_every == 0 or limit_hit:
-                traj.write(state.step, state.positions)
-                extxyz.write(state, n_dof)
-                thermo.flush()
-                last_written = state.step
+                self.write_frame()
             if settings.restart_every and state.step % settings.restart_every == 0:
-                save_restart()
+                self.save_restart()
             now = time.perf_counter()
             timings.output_s += now - t_out
             bar.update(1)
@@ -326,43 +489,20 @@ def run_md(force_field: ForceField, atoms, settings: MDSettings, outdir: str | P
                 t_postfix = now
                 rate = n_done / (now - t_loop0)
                 bar.set_postfix_str(f"{ns_per_day(rate, settings.timestep_fs):.3f} ns/day, "
-                                    f"T={state.temperature(n_dof):.0f} K")
+                                    f"T={state.temperature(self.n_dof):.0f} K")
             if limit_hit:
-                stopped = (f"step {state.step}: {n_ex} extrapolation warnings > --max-extrapolation-warnings "
-                           f"{max_ew}; the structure left the range of the "
-                           "training data (see thermo.log column n_extrap)")
+                self.stopped = (f"step {state.step}: {n_ex} extrapolation warnings > --max-extrapolation-warnings "
+                                f"{max_ew}; the structure left the range of the "
+                                "training data (see thermo.log column n_extrap)")
+                break
+            if signals.received:
+                self.interrupted = True
+                self.stopped = f"step {state.step}: interrupted by {signals.received}"
                 break
         timings.loop_s = time.perf_counter() - t_loop0
         timings.steps = n_done
-        timings.force_s = integrator.force_time - force_t0
+        timings.force_s = self.integrator.force_time - force_t0
         bar.close()
-        if last_written != state.step:
-            traj.write(state.step, state.positions)
-            extxyz.write(state, n_dof)
-        save_restart()
-    finally:
-        hlog.removeFilter(filt)
-        for w in (traj, extxyz, thermo):
-            if w is not None:
-                w.close()
-    files = {k: p for k, p in paths.items() if k != "plot"}
-    if settings.plot:
-        try:
-            files["plot"] = plot_thermo(paths["thermo"], paths["plot"], n_atoms=state.n_atoms)
-        except Exception as exc:  # a missing plot must not lose a finished run
-            log.warning("could not plot thermo.log: %s", exc)
-    result = MDResult(state=state, outdir=outdir, timings=timings, timestep_fs=settings.timestep_fs,
-                      n_extrapolations_total=total_ex, stopped_reason=stopped, files=files)
-    t = timings
-    log.info("*** MD SUMMARY ***")
-    log.info("steps          : %d in %.2f s: %.3f steps/s, %.4f ns/day", t.steps, t.loop_s, t.steps_per_s,
-             result.ns_per_day)
-    log.info("force calls    : %.2f s (%.1f %%); overhead %.0f µs/step (%.2f %%)", t.force_s,
-             100 * t.force_s / t.loop_s if t.loop_s else 0.0, t.overhead_us_per_step, 100 * t.overhead_fraction)
-    log.info("extrapolation  : %d warnings in total", total_ex)
-    if stopped:
-        log.error("stopped at %s", stopped)
-    return result
 
 
 def check_elements(atoms_elements: list[str], potential_elements: list[str], where: str) -> None:
@@ -373,5 +513,5 @@ def check_elements(atoms_elements: list[str], potential_elements: list[str], whe
                             f"(elements: {' '.join(potential_elements)})")
 
 
-__all__ = ["MDSettings", "MDResult", "MDTimings", "run_md", "read_structure", "state_from_atoms",
+__all__ = ["MDSettings", "MDResult", "MDTimings", "run_md", "StopSignals", "read_structure", "state_from_atoms",
            "check_elements"]

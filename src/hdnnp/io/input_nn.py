@@ -40,11 +40,9 @@ class Settings:
     @classmethod
     def read(cls, path: str | Path) -> "Settings":
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ReadError(path, None, f"cannot open: {exc.strerror}") from None
-        return cls.parse(text, str(path))
+        from hdnnp.io.validation import read_text
+
+        return cls.parse(read_text(path, "settings file (input.nn)"), str(path))  # bad bytes: file:line
 
     @classmethod
     def parse(cls, text: str, path: str = "<input.nn>") -> "Settings":
@@ -98,9 +96,12 @@ class Settings:
         if not line.values:
             raise self.error(line, f"keyword {key!r} needs a number")
         try:
-            return float(line.values[0])
+            v = float(line.values[0])
         except ValueError:
             raise self.error(line, f"keyword {key!r}: expected a number, found {line.values[0]!r}") from None
+        if v != v or v in (float("inf"), float("-inf")):
+            raise self.error(line, f"keyword {key!r}: expected a finite number, found {line.values[0]!r}")
+        return v
 
     def get_int(self, key: str, default: int | None = None) -> int | None:
         line = self.line(key)

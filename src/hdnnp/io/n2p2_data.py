@@ -16,6 +16,7 @@ import numpy as np
 from ase.data import atomic_numbers
 
 from hdnnp.errors import ReadError
+from hdnnp.io.validation import check_line_utf8, check_structure_geometry, finite_float, open_text
 from hdnnp.structure import Structure
 
 _FMT = "%24.16E"
@@ -28,18 +29,36 @@ def _float(tok: str, path, lineno: int, what: str) -> float:
         raise ReadError(path, lineno, f"expected a number for {what}, found {tok!r}") from None
 
 
+def _check_finite(path: Path, block: dict, end_line: int) -> None:
+    """NaN/inf positions or lattice vectors: a ReadError naming the line and the token (checked
+    in bulk per structure; the file is re-read only to name the offending line). Non-finite
+    reference energies, forces and charges are left to their users (the training-data checks,
+    ``hdnnp predict``'s error statistics), which name the structure."""
+    if np.isfinite(block["pos"]).all() and np.isfinite(block["lattice"]).all():
+        return
+    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if lineno > end_line:
+                break
+            words = raw.split()
+            if lineno < block["begin_line"] or not words or words[0] not in ("atom", "lattice"):
+                continue
+            what = "a coordinate" if words[0] == "atom" else "a lattice component"
+            for tok in words[1:4]:
+                finite_float(tok, path, lineno, what)
+    raise ReadError(path, end_line, "structure holds a non-finite position")  # not reached
+
+
 def iter_input_data(path: str | Path, wrap: bool = True) -> Iterator[Structure]:
     """Yield the structures of an n2p2 ``input.data`` file one by one."""
     path = Path(path)
-    try:
-        fh = open(path, encoding="utf-8")
-    except OSError as exc:
-        raise ReadError(path, None, f"cannot open: {exc.strerror}") from None
+    fh = open_text(path, "structure file (input.data)")
     with fh:
         block: dict | None = None
         begin_line = 0
         for lineno, raw in enumerate(fh, start=1):
-            words = raw.split()
+            check_line_utf8(path, lineno, raw)
+            words = (raw.lstrip("\ufeff") if lineno == 1 else raw).split()  # a byte-order mark
             if not words:
                 continue
             key = words[0]
@@ -49,7 +68,7 @@ def iter_input_data(path: str | Path, wrap: bool = True) -> Iterator[Structure]:
                         path, lineno, f"'begin' before the 'end' of the structure begun on line {begin_line}"
                     )
                 begin_line = lineno
-                block = {"elements": [], "pos": [], "q": [], "e": [], "f": [], "lattice": [],
+                block = {"begin_line": lineno, "elements": [], "pos": [], "atom_lines": [], "q": [], "e": [], "f": [], "lattice": [],
                          "comments": [], "energy": None, "charge": None, "set": None}
                 for w in words[1:]:
                     if w.startswith("set="):
@@ -73,6 +92,7 @@ def iter_input_data(path: str | Path, wrap: bool = True) -> Iterator[Structure]:
                 if el not in atomic_numbers or el == "X":
                     raise ReadError(path, lineno, f"unknown element symbol {el!r}")
                 block["elements"].append(el)
+                block["atom_lines"].append(lineno)
                 block["pos"].append([_float(w, path, lineno, "a coordinate") for w in words[1:4]])
                 block["q"].append(_float(words[5], path, lineno, "the atomic charge"))
                 block["e"].append(_float(words[6], path, lineno, "the atomic energy"))
@@ -91,6 +111,7 @@ def iter_input_data(path: str | Path, wrap: bool = True) -> Iterator[Structure]:
                     raise ReadError(path, lineno, f"structure begun on line {begin_line} has {nlat} 'lattice' lines; expected 0 or 3")
                 if not block["elements"]:
                     raise ReadError(path, lineno, f"structure begun on line {begin_line} has no atoms")
+                _check_finite(path, block, lineno)
                 s = Structure(
                     elements=block["elements"],
                     positions=np.array(block["pos"]),
@@ -105,6 +126,8 @@ def iter_input_data(path: str | Path, wrap: bool = True) -> Iterator[Structure]:
                 )
                 if s.cell is not None and abs(np.linalg.det(s.cell)) < 1e-12:
                     raise ReadError(path, lineno, f"structure begun on line {begin_line} has a singular cell (zero volume)")
+                check_structure_geometry(path, s.positions, s.cell, block["atom_lines"],
+                                         label=f"structure begun on line {begin_line}: ")
                 yield s.wrapped() if wrap else s
                 block = None
             else:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hdnnp.io.validation import atomic_write_text
+
 import numpy as np
 from ase.data import atomic_numbers
 
@@ -98,5 +100,5 @@ def write_predict_outputs(outdir: str | Path, structures, predictions, offsets: 
             )
     paths = [outdir / "energy.out", outdir / "nnforces.out", outdir / "nnatoms.out"]
     for path, lines in zip(paths, (e_lines, f_lines, a_lines)):
-        path.write_text("".join(lines), encoding="utf-8")
+        atomic_write_text(path, "".join(lines))  # a full disk leaves no half-written file
     return paths

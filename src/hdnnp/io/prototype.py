@@ -24,6 +24,7 @@ Mapping (prototype -> n2p2):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from ase.data import atomic_numbers
 
 from hdnnp.errors import ReadError
 from hdnnp.io.input_nn import Settings
+from hdnnp.io.validation import read_text
 
 #: prototype activation name -> n2p2 letter
 ACTIVATION_LETTERS = {
@@ -121,9 +123,12 @@ class ControlFile:
         if s is None:
             return default
         try:
-            return float(s)
+            v = float(s)
         except ValueError:
             raise self.error(key, f"{key}: expected a number, found {s!r}") from None
+        if not math.isfinite(v):
+            raise self.error(key, f"{key}: expected a finite number, found {s!r}")
+        return v
 
     def get_int(self, key: str, default: int | None = None) -> int | None:
         s = self.get_str(key)
@@ -168,10 +173,7 @@ class ControlFile:
 def read_control(path: str | Path) -> ControlFile:
     """Read ``control.in``: ``key value`` lines and ``atom_type_N`` lines (file:line errors)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ReadError(path, None, f"cannot open: {exc.strerror}") from None
+    text = read_text(path, "control.in")
     cf = ControlFile(path=path)
     types: dict[int, AtomType] = {}
     for lineno, raw in enumerate(text.splitlines(), start=1):
@@ -226,10 +228,7 @@ def read_control(path: str | Path) -> ControlFile:
 def read_smf(path: str | Path, elements: list[str]) -> list[SymFuncRow]:
     """Read one ``.smf`` file; neighbour symbols must be among ``elements``."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ReadError(path, None, f"cannot open symmetry-function file: {exc.strerror}") from None
+    text = read_text(path, "symmetry-function file (.smf)")
     rows: list[SymFuncRow] = []
     block = None
     for lineno, raw in enumerate(text.splitlines(), start=1):
@@ -263,6 +262,8 @@ def read_smf(path: str | Path, elements: list[str]) -> list[SymFuncRow]:
                 vals[name] = float(tok)
             except ValueError:
                 raise ReadError(path, lineno, f"{kind} row: {name} must be a number, found {tok!r}") from None
+            if not math.isfinite(vals[name]):
+                raise ReadError(path, lineno, f"{kind} row: {name} must be a finite number, found {tok!r}")
         if vals["R_c"] <= 0.0 or vals["eta"] < 0.0:
             raise ReadError(path, lineno, f"{kind} row: need R_c > 0 and eta >= 0, found R_c = {vals['R_c']}, "
                                           f"eta = {vals['eta']}")
@@ -373,8 +374,37 @@ def control_to_settings(cf: ControlFile) -> tuple[Settings, list[str]]:
     loss = cf.get_str("loss_function", "mse")
     if loss.lower() not in ("mse", "mean_squared_error"):
         raise cf.error("loss_function", f"loss_function {loss!r} is not supported; only mse")
-    settings = Settings.parse("\n".join(lines) + "\n", path=f"<{cf.path} (converted)>")
+    settings = Settings.parse("\n".join(lines) + "\n", path=str(cf.path))
+    _cite_control_lines(settings, cf)
     return settings, warnings_
+
+
+#: n2p2 keyword of the converted settings -> the control.in key it comes from
+_ORIGIN_KEYS = {
+    "cutoff_type": "cut_function_type", "global_hidden_layers_short": "neurons_per_layer",
+    "global_nodes_short": "neurons_per_layer", "global_activation_short": "activation_function",
+    "hdnnp_length_unit": "length_unit", "hdnnp_energy_unit": "energy_unit", "epochs": "number_of_epochs",
+    "test_fraction": "validation_fraction", "random_seed": "random_seed", "use_short_forces": "use_forces",
+    "force_weight": "force_weight", "hdnnp_batch_size": "minibatch_size", "hdnnp_optimizer": "optimization_method",
+    "hdnnp_learning_rate": "learning_rate", "hdnnp_epsilon": "epsilon", "hdnnp_lr_decay": "decay_value",
+    "hdnnp_lr_schedule": "decay_value", "hdnnp_clip_value": "clipvalue",
+    "hdnnp_weight_init": "weight_initialization", "hdnnp_bias_init": "bias_initialization",
+}
+
+
+def _cite_control_lines(settings: Settings, cf: ControlFile) -> None:
+    """Give each converted line the line number of the control.in line it comes from, so that
+    later errors name the user's file and line (0: a line hdnnp added itself; symmetry
+    functions: the element's atom_type line, which names its .smf file)."""
+    type_line = {t.symbol: t.lineno for t in cf.atom_types}
+    for line in settings.lines:
+        if line.key in ("number_of_elements", "elements"):
+            line.lineno = cf.atom_types[0].lineno
+        elif line.key == "symfunction_short":
+            line.lineno = type_line.get(line.values[0], 0) if line.values else 0
+        else:
+            key = _ORIGIN_KEYS.get(line.key)
+            line.lineno = cf.values[key].lineno if key in cf.values else 0
 
 
 def masses(cf: ControlFile) -> dict[str, float]:

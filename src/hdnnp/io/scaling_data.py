@@ -7,11 +7,13 @@ Gmin, Gmax, Gmean, Gsigma (sample standard deviation, n-1). ``#`` lines are comm
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from pathlib import Path
 
 import numpy as np
 
 from hdnnp.errors import ReadError
+from hdnnp.io.validation import check_line_utf8
 
 _HEADER = """################################################################################
 # Symmetry function scaling data.
@@ -51,12 +53,13 @@ def read_scaling_data(path: str | Path, n_sf: list[int]) -> list[ScalingStats]:
     rows: list[list[list[float]]] = [[] for _ in n_sf]
     lines: list[list[int]] = [[] for _ in n_sf]
     try:
-        fh = open(path, encoding="utf-8")
+        fh = open(path, encoding="utf-8-sig", errors="surrogateescape")
     except OSError as exc:
         raise ReadError(path, None, f"cannot open: {exc.strerror}") from None
     energy_line = None
     with fh:
         for lineno, raw in enumerate(fh, start=1):
+            check_line_utf8(path, lineno, raw)
             words = raw.split("#")[0].split()
             if not words:
                 continue
@@ -73,6 +76,9 @@ def read_scaling_data(path: str | Path, n_sf: list[int]) -> list[ScalingStats]:
                 vals = [float(w) for w in words[2:6]] + ([float("nan")] if len(words) == 5 else [])
             except ValueError:
                 raise ReadError(path, lineno, "expected two integers and four numbers") from None
+            if not all(math.isfinite(v) for v in vals):
+                raise ReadError(path, lineno, f"expected four finite numbers (min max mean sigma), found "
+                                              f"{' '.join(words[2:6])}")
             if not 1 <= e <= len(n_sf):
                 raise ReadError(path, lineno, f"element index {e} out of range 1..{len(n_sf)}")
             if s != len(rows[e - 1]) + 1:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from hdnnp.errors import ReadError
 
 
@@ -17,6 +19,7 @@ def is_input_data(path: str | Path) -> bool:
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             for line in fh:
+                line = line.lstrip("\ufeff")  # a UTF-8 byte-order mark (Windows editors)
                 if line.strip():
                     return line.split()[0] == "begin"
     except OSError as exc:
@@ -25,8 +28,21 @@ def is_input_data(path: str | Path) -> bool:
 
 
 def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise ReadError(path, None, "is a directory, expected a structure file")
     if not path.is_file():
         raise ReadError(path, None, "structure file not found (no such file)")
+    if path.stat().st_size == 0:
+        raise ReadError(path, None, "empty file, expected structures (n2p2 input.data or a format ASE reads)")
+
+
+def _check_ase_atoms(path: Path, atoms, label: str = "") -> None:
+    """Positions from ASE formats: finite, no coinciding atoms (Å)."""
+    from hdnnp.io.validation import check_structure_geometry
+
+    pbc = atoms.get_pbc()
+    cell = np.array(atoms.cell, dtype=np.float64) if pbc.all() else None
+    check_structure_geometry(path, atoms.positions, cell, unit="Å", label=label)
 
 
 def _ase_error(path: Path, exc: Exception) -> ReadError:
@@ -68,6 +84,7 @@ def read_atoms(path: str | Path, length_factor: float = 1.0, energy_factor: floa
         atoms = ase.io.read(path, index=index)
     except Exception as exc:  # ASE raises many kinds for unreadable files
         raise _ase_error(path, exc) from None
+    _check_ase_atoms(path, atoms)
     atoms.calc = None
     return atoms
 
@@ -89,4 +106,6 @@ def read_structures(path: str | Path) -> list:
         frames = ase.io.read(path, index=":")
     except Exception as exc:  # ASE raises many kinds for unreadable files
         raise _ase_error(path, exc) from None
+    for k, a in enumerate(frames):
+        _check_ase_atoms(path, a, label=f"frame {k}: " if len(frames) > 1 else "")
     return [Structure.from_ase(a) for a in frames]

@@ -6,11 +6,13 @@ l-1, for each neuron k of layer l: w[l][k][j]; then the biases of layer l.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from hdnnp.errors import ReadError
+from hdnnp.io.validation import check_line_utf8
 
 _HEADER = """################################################################################
 # Neural network connection values (weights and biases).
@@ -41,11 +43,12 @@ def read_weights(path: str | Path, layer_sizes: list[int]) -> list[tuple[np.ndar
     expected = n_connections(layer_sizes)
     values: list[float] = []
     try:
-        fh = open(path, encoding="utf-8")
+        fh = open(path, encoding="utf-8-sig", errors="surrogateescape")
     except OSError as exc:
         raise ReadError(path, None, f"cannot open: {exc.strerror} (expected {expected} weights for layers {layer_sizes})") from None
     with fh:
         for lineno, raw in enumerate(fh, start=1):
+            check_line_utf8(path, lineno, raw)
             words = raw.split("#")[0].split()
             if not words:
                 continue
@@ -53,6 +56,8 @@ def read_weights(path: str | Path, layer_sizes: list[int]) -> list[tuple[np.ndar
                 values.append(float(words[0]))
             except ValueError:
                 raise ReadError(path, lineno, f"expected a number in column 1, found {words[0]!r}") from None
+            if not math.isfinite(values[-1]):
+                raise ReadError(path, lineno, f"expected a finite weight in column 1, found {words[0]!r}")
             if len(values) > expected:
                 raise ReadError(path, lineno, f"too many values: the network {layer_sizes} has {expected} weights and biases")
     if len(values) < expected:

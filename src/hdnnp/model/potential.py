@@ -130,6 +130,8 @@ class Potential(nn.Module):
                 self.offsets[line.values[0]] = float(line.values[1])
             except ValueError:
                 raise settings.error(line, f"atom_energy: expected a number, found {line.values[1]!r}") from None
+            if not np.isfinite(self.offsets[line.values[0]]):
+                raise settings.error(line, f"atom_energy: expected a finite number, found {line.values[1]!r}")
         self.conv_charge = settings.get_float("conv_charge", 1.0)
         self.charge_networks = None
         self.electrostatics = None
@@ -181,6 +183,11 @@ class Potential(nn.Module):
         for e in elements:
             if e not in atomic_numbers or e == "X":
                 raise settings.error(el_line, f"unknown element symbol {e!r}")
+        dup = sorted({e for e in elements if elements.count(e) > 1})
+        if dup:
+            raise settings.error(el_line, f"element {dup[0]} is listed more than once in 'elements'")
+        if not elements:
+            raise settings.error(el_line, "'elements' lists no element")
         if n_el is not None and n_el != len(elements):
             raise settings.error(settings.line("number_of_elements"),
                                  f"number_of_elements is {n_el} but 'elements' lists {len(elements)}")

@@ -20,6 +20,9 @@ def topology(settings: Settings, suffix: str) -> tuple[list[int], list[str]]:
         nodes = [int(v) for v in nodes_line.values]
     except ValueError:
         raise settings.error(nodes_line, f"global_nodes_{suffix}: expected integers") from None
+    if any(n < 1 for n in nodes):
+        raise settings.error(nodes_line, f"global_nodes_{suffix}: every hidden layer needs at least 1 node, "
+                                         f"found {' '.join(nodes_line.values)}")
     if n_hidden is None or len(nodes) != n_hidden:
         raise settings.error(nodes_line, f"global_nodes_{suffix} lists {len(nodes)} layers; "
                                          f"global_hidden_layers_{suffix} is {n_hidden}")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from hdnnp.dynamics.thermostats import ENSEMBLES
-from hdnnp.errors import SettingsError
+from hdnnp.errors import Interrupted, SettingsError
+from hdnnp.io.validation import check_device, check_output_dir
 
 log = logging.getLogger("hdnnp")
 
@@ -63,7 +65,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("--thermo-every", type=int, default=1, help="thermo.log line every K steps (default 1)")
     p.add_argument("--restart-every", type=int, default=0,
                    help="write restart.npz every K steps (default 0: at the end only)")
-    p.add_argument("-o", "--outdir", default="md", help="output directory (default ./md)")
+    p.add_argument("-o", "--outdir", default="md",
+                   help="output directory (default ./md); one holding a run is refused unless --restart "
+                        "continues it or --overwrite replaces it")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the outputs of an earlier run in -o (with --restart: start fresh files)")
+    p.add_argument("--max-temperature-K", type=float, default=None,
+                   help="stop when the temperature exceeds this (default: 100 x max(start, target, 300 K)): "
+                        "a blown-up integration")
     p.add_argument("--device", default="cpu", help="torch device for the networks (cpu, cuda)")
     p.add_argument("--sf-backend", choices=("auto", "numba", "torch"), default="auto",
                    help="symmetry functions: numba (CPU kernels), torch (on --device) or auto "
@@ -86,6 +95,19 @@ def run(args) -> int:
     set_threads(args.threads)
     if args.structure is None and args.restart is None:
         raise SettingsError("give a STRUCTURE file or --restart FILE")
+    settings = MDSettings(
+        steps=args.steps, timestep_fs=args.timestep_fs, ensemble=args.ensemble, temperature_K=args.temperature_K,
+        friction_per_fs=args.friction_per_fs, tau_fs=args.tau_fs, pressure_GPa=args.pressure_GPa,
+        barostat_tau_fs=args.barostat_tau_fs, compressibility_per_GPa=args.compressibility_per_GPa,
+        seed=args.seed, rescale_initial_velocities=not args.no_rescale, write_every=args.write_every,
+        thermo_every=args.thermo_every, restart_every=args.restart_every,
+        max_extrapolation_warnings=args.max_extrapolation_warnings, max_temperature_K=args.max_temperature_K,
+        wrap=not args.no_wrap,
+        progress=not args.no_progress, plot=not args.no_plot,
+    )
+    settings.validate()  # before anything is loaded or written
+    check_device(args.device)
+    outdir, found = _check_outdir(args)
     from hdnnp.model.potential import Potential
 
     potential = Potential.from_n2p2(args.potential_dir, device=args.device, sf_backend=args.sf_backend)
@@ -105,23 +127,51 @@ def run(args) -> int:
         atoms = read_structure(args.structure, ff.units.length_factor, ff.units.energy_factor,
                                index=args.structure_index)
         check_elements(atoms.get_chemical_symbols(), ff.potential.elements, args.structure)
-    settings = MDSettings(
-        steps=args.steps, timestep_fs=args.timestep_fs, ensemble=args.ensemble, temperature_K=args.temperature_K,
-        friction_per_fs=args.friction_per_fs, tau_fs=args.tau_fs, pressure_GPa=args.pressure_GPa,
-        barostat_tau_fs=args.barostat_tau_fs, compressibility_per_GPa=args.compressibility_per_GPa,
-        seed=args.seed, rescale_initial_velocities=not args.no_rescale, write_every=args.write_every,
-        thermo_every=args.thermo_every, restart_every=args.restart_every,
-        max_extrapolation_warnings=args.max_extrapolation_warnings, wrap=not args.no_wrap,
-        progress=not args.no_progress, plot=not args.no_plot,
-    )
+    else:
+        from hdnnp.dynamics.restart import read_restart
+
+        read_restart(args.restart)  # a damaged file is reported before --overwrite removes anything
+    if found:  # --overwrite, now that every input has been read
+        for n in found:
+            (outdir / n).unlink()
+        log.info("--overwrite: removed %s from %s", ", ".join(found), outdir)
     try:
-        result = run_md(ff, atoms, settings, args.outdir, restart=args.restart,
+        result = run_md(ff, atoms, settings, outdir, restart=args.restart,
                         provenance={"potential": str(args.potential_dir), "structure": args.structure,
                                     "units": {"length": ff.units.length_unit, "energy": ff.units.energy_unit,
                                               "source": ff.units.source},
                                     "device": args.device})
     except ValueError as exc:  # bad thermostat parameters and the like
         raise SettingsError(str(exc)) from None
+    restart = outdir / "restart.npz"
+    if result.interrupted:
+        left = max(args.steps - result.timings.steps, 0)
+        raise Interrupted(f"MD stopped at {result.stopped_reason}; {restart} written: continue with "
+                          f"hdnnp md {args.potential_dir} --restart {restart} -o {outdir} --steps {left} "
+                          "(and the same other options)")
     if result.stopped_reason:
-        raise SettingsError(f"MD stopped at {result.stopped_reason}; outputs and restart.npz are in {args.outdir}")
+        kept = f"; {restart} holds the last restart" if restart.exists() else ""
+        raise SettingsError(f"MD stopped at {result.stopped_reason}; outputs up to then are in {outdir}{kept}")
     return 0
+
+
+def _check_outdir(args) -> tuple[Path, list[str]]:
+    """-o must be a directory; one holding a run's outputs is refused unless --restart continues
+    it (from a restart file in that directory) or --overwrite replaces it.
+    Returns the directory and the files --overwrite will remove."""
+    from hdnnp.dynamics.run import FILES
+
+    outdir = check_output_dir(args.outdir, create=False)  # run_md creates it once the inputs are read
+    found = [n for n in FILES.values() if (outdir / n).exists()]
+    if not found:
+        return outdir, []
+    if args.restart is not None and not args.overwrite:
+        if Path(args.restart).resolve().parent != outdir.resolve():
+            raise SettingsError(f"-o {outdir} holds a run ({', '.join(found)}) and --restart {args.restart} is not "
+                                "one of its restart files: continue into a new -o directory, or use --overwrite")
+        return outdir, []
+    if args.overwrite:
+        restart_here = args.restart is not None and Path(args.restart).resolve() == (outdir / "restart.npz").resolve()
+        return outdir, [n for n in found if not (n == "restart.npz" and restart_here)]
+    raise SettingsError(f"-o {outdir} holds an earlier run ({', '.join(found)}); continue it with --restart "
+                        f"{outdir / 'restart.npz'}, replace it with --overwrite, or choose another -o")

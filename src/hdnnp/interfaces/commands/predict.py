@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 log = logging.getLogger("hdnnp")
 
@@ -36,8 +35,10 @@ def run(args) -> int:
     from hdnnp.model.potential import Potential
     from hdnnp.training.metrics import reference_errors
 
-    outdir = Path(args.output)
-    outdir.mkdir(parents=True, exist_ok=True)
+    from hdnnp.io.validation import atomic_open, check_device, check_output_dir
+
+    check_device(args.device)
+    outdir = check_output_dir(args.output, create=False)  # made once there is something to write
     targets = [outdir / n for n in ("energy.out", "nnforces.out", "nnatoms.out", "output.data", "predictions.extxyz")]
     existing = [str(t) for t in targets if t.exists()]
     if existing and not args.overwrite:
@@ -55,13 +56,20 @@ def run(args) -> int:
     structures = read_structures(args.data)
     log.info("*** PREDICTION ***  %d structures, %d atoms", len(structures), sum(len(s) for s in structures))
     t0 = time.perf_counter()
-    preds = pot.predict(structures)
+    from hdnnp.neighbors import GeometryError
+
+    try:
+        preds = pot.predict(structures)
+    except GeometryError as exc:  # coinciding atoms, absurd extent: name the file
+        raise GeometryError(f"{args.data}: {exc}") from None
     dt = time.perf_counter() - t0
+    _check_finite_predictions(preds, args)
     offsets = [sum(pot.offsets[e] for e in s.elements) for s in structures]
+    check_output_dir(outdir)
     write_predict_outputs(outdir, structures, preds, offsets)
     from hdnnp.io.n2p2_data import format_structure
 
-    with open(targets[3], "w", encoding="utf-8") as fh:
+    with atomic_open(targets[3]) as fh:
         for s, p in zip(structures, preds):
             fh.write(format_structure(s, energy=p.energy, forces=p.forces, charges=p.charges))
     import ase.io
@@ -76,7 +84,8 @@ def run(args) -> int:
         atoms.calc = SinglePointCalculator(atoms, energy=p.energy, forces=p.forces, **extra)
         atoms.arrays["atomic_energies"] = p.atomic_energies
         frames.append(atoms)
-    ase.io.write(targets[4], frames, format="extxyz")
+    with atomic_open(targets[4]) as fh:
+        ase.io.write(fh, frames, format="extxyz")
     n_atoms = sum(len(s) for s in structures)
     for c, (s, p) in enumerate(zip(structures, preds), start=1):
         log.info("structure %4d: %6d atoms  E = %.10f  (%.10f per atom)", c, len(s), p.energy, p.energy / len(s))
@@ -84,7 +93,7 @@ def run(args) -> int:
             _log_fourg(p)
     log.info("%d structures in %.3f s (%.3f ms/atom); energies and forces in the potential's units",
              len(structures), dt, 1e3 * dt / max(n_atoms, 1))
-    m = reference_errors(structures, preds)
+    m = reference_errors(*_finite_references(structures, preds, args.data))
     if m is not None:
         log.info("*** ERRORS against the reference energies/forces in %s (%d structures) ***", args.data,
                  m["n_struct"])
@@ -123,3 +132,30 @@ def _log_charge_errors(structures, preds) -> None:
     d = np.concatenate(diffs)
     log.info("atomic charge: RMSE %.6g  MAE %.6g (e; %d structures with reference charges)",
              float(np.sqrt(np.mean(d * d))), float(np.mean(np.abs(d))), len(diffs))
+
+
+def _finite_references(structures, preds, data) -> tuple[list, list]:
+    """Structures whose reference energy and forces are finite (others are left out of the
+    errors with a warning, so that one NaN does not make every RMSE NaN)."""
+    import numpy as np
+
+    keep = [k for k, s in enumerate(structures)
+            if (s.energy is None or np.isfinite(s.energy)) and (s.forces is None or np.isfinite(s.forces).all())]
+    if len(keep) < len(structures):
+        bad = [k + 1 for k in range(len(structures)) if k not in set(keep)]
+        log.warning("%s: structures %s have non-finite reference energies or forces; left out of the errors",
+                    data, ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else ""))
+    return [structures[k] for k in keep], [preds[k] for k in keep]
+
+
+def _check_finite_predictions(preds, args) -> None:
+    """A non-finite energy or force (weights or scaling that overflow) is an error, not a result."""
+    import numpy as np
+
+    from hdnnp.errors import HDNNPError
+
+    for k, p in enumerate(preds, start=1):
+        charges_ok = p.charges is None or np.isfinite(p.charges).all()
+        if not (np.isfinite(p.energy) and np.isfinite(p.forces).all() and charges_ok):
+            raise HDNNPError(f"{args.data}: structure {k}: the potential in {args.potential} gives a non-finite "
+                             "energy, forces or charges (overflowing weights or scaling.data?); nothing was written")

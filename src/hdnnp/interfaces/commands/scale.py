@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+import numpy as np
+
 log = logging.getLogger("hdnnp")
 
 
@@ -84,6 +86,10 @@ def run_norm(args: argparse.Namespace) -> int:
             from hdnnp.errors import HDNNPError
 
             raise HDNNPError(f"{args.input_data}: structure {k + 1} has no energy")
+        if not (np.isfinite(s.energy) and (s.forces is None or np.isfinite(s.forces).all())):
+            from hdnnp.errors import HDNNPError
+
+            raise HDNNPError(f"{args.input_data}: structure {k + 1} has a non-finite reference energy or force")
     norm = energy_normalization(structures, offsets, elements)
     log.info("%s", normalization_log(norm).rstrip())
     apply_normalization(settings, norm)

@@ -48,6 +48,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.config is None and args.resume is None:
         raise HDNNPError("give a configuration (input.nn or control.in) or --resume RUN_DIR")
+    from hdnnp.io.validation import check_device, check_finite_option
+
+    check_device(args.device)
+    check_finite_option("--learning-rate", args.learning_rate, positive=True)
+    check_finite_option("--force-weight", args.force_weight, nonnegative=True)
+    check_finite_option("--cache-memory-gb", args.cache_memory_gb, nonnegative=True)
     if args.stage is not None:
         return _run_fourg_stage(args)
     overrides = {
