@@ -171,7 +171,7 @@ def test_save_roundtrip(tmp_path):
     assert again.compute(s).energy == pytest.approx(pot.compute(s).energy, rel=1e-15)
 
 
-def test_cli_predict_writes_4g_columns(tmp_path, caplog):
+def test_cli_predict_writes_4g_columns(tmp_path, caplog, capsys):
     """hdnnp predict: nnatoms.out Q_nnp, output.data charges and charge line, extxyz charges, charge RMSE."""
     import logging
 
@@ -181,9 +181,11 @@ def test_cli_predict_writes_4g_columns(tmp_path, caplog):
 
     ex = "AlAuMgO_4G"
     out = tmp_path / "pred"
-    with caplog.at_level(logging.INFO, logger="hdnnp"), pytest.warns(RuntimeWarning):
+    with caplog.at_level(logging.INFO, logger="hdnnp"):
         assert main(["predict", str(DATA / "potentials" / ex), str(DATA / "potentials" / ex / "input.data"),
                      "-o", str(out)]) == 0
+    # the CLI prints Python warnings as one line each (zeta < 1 in this potential)
+    assert "hdnnp predict: warning: angular symmetry function with zeta" in capsys.readouterr().err
     ours, ref = nnatoms_file(out / "nnatoms.out"), nnatoms(ex)
     np.testing.assert_allclose(ours[:, 3:5], ref[:, 3:5], rtol=0, atol=1e-10)  # Q_ref, Q_nnp
     got = read_input_data(out / "output.data")[0]
@@ -311,3 +313,17 @@ def test_stage2_training_fits_energies_and_forces_consistently(tmp_path):
         E, F = _energy_forces(pot, item, False)
         assert p.energy == pytest.approx(float(E.detach()), rel=1e-13)
         np.testing.assert_allclose(p.forces, F.detach().numpy(), atol=1e-12)
+
+
+def test_hardness_file_non_finite_and_non_utf8(tmp_path):
+    """A hardness file with nan or non-UTF-8 bytes: file:line error (as the weights files)."""
+    from hdnnp.errors import ReadError
+    from hdnnp.io.weights_data import read_hardness
+
+    p = tmp_path / "hardness.008.data"
+    p.write_text("nan\n")
+    with pytest.raises(ReadError, match=r"hardness\.008\.data:1: expected a finite number"):
+        read_hardness(p)
+    p.write_bytes(b"# caf\xe9\n1.0\n")
+    with pytest.raises(ReadError, match=r"hardness\.008\.data:1"):
+        read_hardness(p)

@@ -76,7 +76,7 @@ def read_scaling_data(path: str | Path, n_sf: list[int]) -> list[ScalingStats]:
                 vals = [float(w) for w in words[2:6]] + ([float("nan")] if len(words) == 5 else [])
             except ValueError:
                 raise ReadError(path, lineno, "expected two integers and four numbers") from None
-            if not all(math.isfinite(v) for v in vals):
+            if not all(math.isfinite(v) for v in vals[:len(words) - 2]):  # a 5-column row's NaN sigma is ours
                 raise ReadError(path, lineno, f"expected four finite numbers (min max mean sigma), found "
                                               f"{' '.join(words[2:6])}")
             if not 1 <= e <= len(n_sf):
@@ -103,7 +103,9 @@ def write_scaling_data(path: str | Path, stats: list[ScalingStats]) -> None:
         fh.write(_HEADER)
         for e, st in enumerate(stats):
             for s in range(len(st.g_min)):
+                # a row read without sigma (5 columns) is written back without it
+                sigma = f" {st.g_sigma[s]:24.16E}" if math.isfinite(st.g_sigma[s]) else ""
                 fh.write(
                     f"{e + 1:10d} {s + 1:10d} {st.g_min[s]:24.16E} {st.g_max[s]:24.16E} "
-                    f"{st.g_mean[s]:24.16E} {st.g_sigma[s]:24.16E}\n"
+                    f"{st.g_mean[s]:24.16E}{sigma}\n"
                 )

@@ -93,12 +93,13 @@ def read_hardness(path: str | Path) -> float:
     """n2p2 ``hardness.ZZZ.data``: exactly one number (column 1), the element hardness J (E/q^2)."""
     path = Path(path)
     try:
-        fh = open(path, encoding="utf-8")
+        fh = open(path, encoding="utf-8-sig", errors="surrogateescape")
     except OSError as exc:
         raise ReadError(path, None, f"cannot open: {exc.strerror} (expected one number, the atomic hardness)") from None
     values: list[float] = []
     with fh:
         for lineno, raw in enumerate(fh, start=1):
+            check_line_utf8(path, lineno, raw)
             words = raw.split("#")[0].split()
             if not words:
                 continue
@@ -108,6 +109,8 @@ def read_hardness(path: str | Path) -> float:
                 values.append(float(words[0]))
             except ValueError:
                 raise ReadError(path, lineno, f"expected a number (the atomic hardness), found {words[0]!r}") from None
+            if not math.isfinite(values[-1]):
+                raise ReadError(path, lineno, f"expected a finite number (the atomic hardness), found {words[0]!r}")
     if not values:
         raise ReadError(path, None, "empty: expected one number, the atomic hardness")
     return values[0]
