@@ -268,7 +268,7 @@ def make_optimizer(params, cfg: TrainingConfig):
 
 def make_scheduler(opt, cfg: TrainingConfig):
     """(scheduler, when): when is 'epoch' (stepped with the validation loss for plateau) or 'step'."""
-    if cfg.optimizer == "lbfgs" or cfg.lr_schedule == "none":
+    if cfg.optimizer in ("lbfgs", "kalman") or cfg.lr_schedule == "none":
         return None, None
     if cfg.lr_schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -601,7 +601,12 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def init_training(self, state: dict | None = None) -> None:
         cfg = self.cfg
-        self.optimizer = make_optimizer(self.pot.parameters(), cfg)
+        if cfg.optimizer == "kalman":
+            from hdnnp.training.kalman_training import KalmanTraining
+
+            self.optimizer = KalmanTraining(self)
+        else:
+            self.optimizer = make_optimizer(self.pot.parameters(), cfg)
         self.scheduler, self.sched_when = make_scheduler(self.optimizer, cfg)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.labels = unit_labels(self.settings)
@@ -650,7 +655,7 @@ class Trainer:
         if self.start_epoch == 0:
             _setup("TRAINING")
             n_tr = len(self.split.train)
-            bs = n_tr if cfg.optimizer == "lbfgs" else min(cfg.batch_size, n_tr)
+            bs = n_tr if cfg.optimizer in ("lbfgs", "kalman") else min(cfg.batch_size, n_tr)
             log.info("Optimizer %s, learning rate %g, %d structures per batch (%d per epoch), schedule %s, early "
                      "stopping %s; %d epochs; %d process(es), device %s, float%s", cfg.optimizer,
                      cfg.learning_rate, bs, -(-n_tr // bs), "none" if self.scheduler is None else cfg.lr_schedule,
@@ -679,7 +684,10 @@ class Trainer:
         epoch = self.start_epoch
         for epoch in range(self.start_epoch + 1, cfg.epochs + 1):
             t_ep = time.perf_counter()
-            if cfg.optimizer == "lbfgs":
+            if cfg.optimizer == "kalman":
+                self.optimizer.epoch(epoch, self.history[-1]["train"])
+                self.step_count += self.optimizer.n_updates["energy"] + self.optimizer.n_updates["force"]
+            elif cfg.optimizer == "lbfgs":
                 batch = [int(g) for g in train_global]
 
                 def closure():
@@ -920,14 +928,11 @@ def train(config: str | Path | None = None, data: str | Path | None = None, run_
         created = not run_dir.exists()
         if dist.main:
             run_dir.mkdir(parents=True, exist_ok=True)
-        for msg in warn_msgs:
-            if dist.main:
-                warnings.warn(msg, stacklevel=2)
         with _LogToFile(run_dir / "train.log" if dist.main else None, console and dist.main):
             _setup("SETUP: SETTINGS")
             log.info("Configuration: %s%s", inputs.config_path, " (prototype control.in, converted to n2p2 "
                      "settings)" if inputs.prototype else "")
-            for msg in warn_msgs:
+            for msg in warn_msgs:  # one line each (train.log and the console), not also a UserWarning
                 log.info("WARNING: %s", msg)
             _end()
             trainer = Trainer(settings, cfg, structures, inputs.data_path, run_dir, dist, progress, force_backend)
