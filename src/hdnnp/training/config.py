@@ -55,14 +55,13 @@ USED_TRAINING_KEYWORDS = {
     "selection_mode", "selection_mode_energy", "selection_mode_force", "rmse_threshold", "rmse_threshold_energy",
     "rmse_threshold_force", "short_energy_error_threshold", "short_force_error_threshold", "rmse_threshold_trials",
     "rmse_threshold_trials_energy", "rmse_threshold_trials_force", "task_batch_size_energy", "task_batch_size_force",
-    "parallel_mode", "write_traincurve",
+    "parallel_mode", "write_traincurve", "nguyen_widrow_weights_short",
 }
 #: n2p2 training keywords without an hdnnp equivalent: each gets one warning (reason given)
 UNSUPPORTED_TRAINING_KEYWORDS = {
     "rmse_threshold_charge": "charges are not trained",
     "rmse_threshold_trials_charge": "charges are not trained",
     "charge_fraction": "charges are not trained",
-    "nguyen_widrow_weights_short": "weights are drawn uniformly from [weights_min, weights_max]",
     "precondition_weights": "no weight preconditioning",
     "main_error_metric": "all metrics are written to learning-curve.out",
     "write_trainpoints": "parity plots are written at the end instead",
@@ -80,7 +79,7 @@ UNSUPPORTED_TRAINING_KEYWORDS = {
 OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop", "lbfgs", "kalman")
 SCHEDULES = ("none", "plateau", "exponential", "inverse_time")
 INITS = ("torch", "uniform", "random_uniform", "random_normal", "glorot_uniform", "glorot_normal",
-         "he_uniform", "he_normal", "lecun_uniform", "zeros", "ones")
+         "he_uniform", "he_normal", "lecun_uniform", "zeros", "ones", "n2p2_glorot", "n2p2_nguyen_widrow")
 
 
 @dataclass
@@ -118,6 +117,7 @@ class TrainingConfig:
     device: str = "cpu"
     dtype: str = "float64"
     # Kalman filter (optimizer "kalman", n2p2 updater_type 1); see hdnnp.training.kalman
+    split: str = "hdnnp"
     kalman_type: int = 0
     kalman_epsilon: float = 0.01
     kalman_q0: float = 0.01
@@ -183,6 +183,8 @@ class TrainingConfig:
         for name in ("weight_init", "bias_init"):
             if getattr(self, name) not in INITS:
                 bad(name, f"{name} {getattr(self, name)!r} unknown; expected one of {', '.join(INITS)}")
+        if self.split not in ("hdnnp", "n2p2"):
+            bad("split", f"hdnnp_split must be hdnnp or n2p2, found {self.split!r}")
         if self.optimizer == "kalman":
             self._validate_kalman(bad)
         if self.weights_min >= self.weights_max:
@@ -252,10 +254,16 @@ def config_from_settings(settings: Settings, overrides: dict | None = None, warn
     take("weights_min", "weights_min", gf)
     take("weights_max", "weights_max", gf)
     if "weights_min" in settings or "weights_max" in settings:
-        cfg.weight_init = cfg.bias_init = "uniform"
+        # n2p2: uniform in [weights_min, weights_max), then Nguyen-Widrow if asked, else Glorot-Bengio on the tanh
+        # layers with zero biases (Training::randomizeNeuralNetworkWeights)
+        cfg.weight_init = cfg.bias_init = ("n2p2_nguyen_widrow" if "nguyen_widrow_weights_short" in settings
+                                           else "n2p2_glorot")
     cfg.use_old_weights = settings.get_bool("use_old_weights_short")
 
     updater = settings.get_int("updater_type")
+    if updater is not None:  # an input.nn written for nnp-train: the same train/test split as n2p2
+        cfg.split = "n2p2"
+    take("split", "hdnnp_split", lambda k: gs(k).lower())
     if updater is not None:
         if updater == 0:
             gtype = settings.get_int("gradient_type", 0)
@@ -371,6 +379,7 @@ def config_to_keywords(cfg: TrainingConfig) -> list[tuple[str, list[str]]]:
         ("random_seed", [str(cfg.seed)]),
         ("force_weight", [repr(cfg.force_weight)]),
         ("hdnnp_optimizer", [cfg.optimizer]),
+        ("hdnnp_split", [cfg.split]),
         ("hdnnp_learning_rate", [repr(cfg.learning_rate)]),
         ("hdnnp_epsilon", [repr(cfg.epsilon)]),
         ("hdnnp_batch_size", [str(cfg.batch_size)]),

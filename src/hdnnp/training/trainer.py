@@ -217,6 +217,9 @@ def initialize_weights(pot: Potential, cfg: TrainingConfig, seed: int) -> None:
     if cfg.weight_init == "torch" and cfg.bias_init == "torch":
         return
     gen = torch.Generator().manual_seed(seed)
+    if cfg.weight_init.startswith("n2p2_"):
+        _n2p2_init(pot, cfg, gen)
+        return
 
     def fill(t: torch.Tensor, how: str, fan_in: int, fan_out: int) -> None:
         if how == "torch":
@@ -248,6 +251,37 @@ def initialize_weights(pot: Potential, cfg: TrainingConfig, seed: int) -> None:
         for lin in pot.networks[e].layers:
             fill(lin.weight, cfg.weight_init, lin.in_features, lin.out_features)
             fill(lin.bias, cfg.bias_init, lin.in_features, lin.out_features)
+
+
+def _n2p2_init(pot: Potential, cfg: TrainingConfig, gen: torch.Generator) -> None:
+    """n2p2's initial weights: uniform in [weights_min, weights_max) (weights and biases), then
+    Nguyen-Widrow (hidden layers: each neuron's weights rescaled to norm 0.7 n^(1/n_prev), biases
+    x 0.7 n^(1/n_prev), both x2 for tanh; the output neuron's first weight x0.5, as n2p2 does), or
+    Glorot-Bengio (weights of tanh layers x sqrt(6/(n_prev+n)); all biases 0)."""
+    lo, hi = cfg.weights_min, cfg.weights_max
+    with torch.no_grad():
+        for e in pot.elements:
+            net = pot.networks[e]
+            layers = list(net.layers)
+            for k, lin in enumerate(layers):
+                for t in (lin.weight, lin.bias):
+                    t.copy_(torch.rand(t.shape, generator=gen, dtype=t.dtype) * (hi - lo) + lo)
+                tanh = net.activation_letters[k] == "t"
+                n, n_prev = lin.out_features, lin.in_features
+                if cfg.weight_init == "n2p2_nguyen_widrow":
+                    if k < len(layers) - 1:
+                        beta = 0.7 * n ** (1.0 / n_prev)
+                        lin.weight.mul_(beta / lin.weight.norm(dim=1, keepdim=True))
+                        lin.bias.mul_(beta)
+                        if tanh:
+                            lin.weight.mul_(2.0)
+                            lin.bias.mul_(2.0)
+                    else:
+                        lin.weight[0, 0] *= 0.5
+                else:
+                    if tanh:
+                        lin.weight.mul_((6.0 / (n_prev + n)) ** 0.5)
+                    lin.bias.zero_()
 
 
 def make_optimizer(params, cfg: TrainingConfig):
@@ -339,7 +373,7 @@ class Trainer:
         _setup("SETUP: DATA")
         elements = sorted(self.settings.require("elements").values, key=lambda e: atomic_numbers.get(e, 0))
         check_data(st, elements, cfg.use_forces, str(self.data_path))
-        self.split = split or split_data(st, cfg.test_fraction, cfg.seed, str(self.data_path))
+        self.split = split or split_data(st, cfg.test_fraction, cfg.seed, str(self.data_path), cfg.split)
         n_at = sum(s.n_atoms for s in st)
         log.info("Data file: %s\nStructures: %d (%d atoms); training %d, validation %d (seed %d%s)",
                  self.data_path, len(st), n_at, len(self.split.train), len(self.split.test), cfg.seed,
@@ -924,7 +958,7 @@ def train(config: str | Path | None = None, data: str | Path | None = None, run_
         # bad data is reported before anything is written
         elements = sorted(settings.require("elements").values, key=lambda e: atomic_numbers.get(e, 0))
         check_data(structures, elements, cfg.use_forces, str(inputs.data_path))
-        split = split_data(structures, cfg.test_fraction, cfg.seed, str(inputs.data_path))
+        split = split_data(structures, cfg.test_fraction, cfg.seed, str(inputs.data_path), cfg.split)
         created = not run_dir.exists()
         if dist.main:
             run_dir.mkdir(parents=True, exist_ok=True)
