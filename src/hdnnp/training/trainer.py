@@ -59,6 +59,7 @@ from hdnnp.training.force_kernels import batch_forces
 from hdnnp.training.statistics import (
     NormalizationStats,
     apply_normalization,
+    atom_energy_offsets,
     check_statistics,
     energy_normalization,
     merge_partials,
@@ -386,10 +387,7 @@ class Trainer:
             log.info("Normalisation taken from %s (mean_energy, conv_energy, conv_length).", self.settings.path)
             self.norm_stats = None
         else:
-            offsets = {}
-            for line in self.settings.all("atom_energy"):
-                if len(line.values) >= 2:
-                    offsets[line.values[0]] = float(line.values[1])
+            offsets = atom_energy_offsets(self.settings)
             self.norm_stats = energy_normalization(st, offsets, elements, use_forces=cfg.use_forces)
             apply_normalization(self.settings, self.norm_stats)
             log.info("Computed as nnp-norm does, over all %d structures:\n%s", len(st),
