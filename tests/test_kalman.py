@@ -9,6 +9,10 @@ Data: tests/data/prototype/input.data (12 EMT Cu/Al structures), as tests/test_t
 from __future__ import annotations
 
 import math
+import os
+import re
+import subprocess
+import sys
 import shutil
 import warnings
 from pathlib import Path
@@ -23,7 +27,7 @@ from hdnnp.errors import HDNNPError, SettingsError
 from hdnnp.model.network import ElementNetwork
 from hdnnp.training.kalman import KalmanFilter, KalmanParameters, add_flat, flat_jacobian, weight_blocks
 
-KALMAN_NN = INPUT_NN + """\
+KALMAN_NN = "".join(ln + "\n" for ln in INPUT_NN.splitlines() if not ln.startswith(("hdnnp_weight_init", "hdnnp_bias_init"))) + """\
 updater_type 1
 kalman_type 0
 kalman_epsilon 0.01
@@ -105,8 +109,10 @@ def test_one_update_equals_hand_computed_ekf_step():
     assert kf.n_updates == 1
 
 
-def test_fading_memory_and_blocks_match_formula():
-    """Type 1 with two observations on two blocks: each block by n2p2's formula on its own rows."""
+@pytest.mark.parametrize("independent", [False, True])
+def test_fading_memory_and_blocks_match_formula(independent):
+    """Type 1, two observations, two blocks: a block-diagonal P with a shared A (one filter), or
+    independent filters with their own A and error (n2p2 update_strategy 1)."""
     g = torch.Generator().manual_seed(5)
     n_w, m = 7, 2
     H = torch.randn(n_w, m, generator=g, dtype=torch.float64)
@@ -114,15 +120,18 @@ def test_fading_memory_and_blocks_match_formula():
     blocks = [torch.arange(0, 4), torch.arange(4, 7)]
     kp = KalmanParameters(type=1, epsilon=0.1, q0=1e-3, qtau=1.0, qmin=1e-6, lambda_=0.98, nu=0.995)
     kf = KalmanFilter(blocks, kp, updates_per_epoch=5)
-    dw = kf.update(xi, H)
-    for blk, P_got in zip(blocks, kf.P):
+    errs = [xi * 0.25, xi * 0.75]
+    dw = kf.update(errs if independent else xi, H)
+    A_shared = H.numpy().T @ H.numpy() / 0.1 + 0.98 * np.eye(m)
+    for k, (blk, P_got) in enumerate(zip(blocks, kf.P)):
         Hb = H[blk].numpy()
         P = np.eye(len(blk)) / 0.1
         X = P @ Hb
-        A = Hb.T @ X + 0.98 * np.eye(m)
+        A = Hb.T @ X + 0.98 * np.eye(m) if independent else A_shared
         K = X @ np.linalg.inv(A)
         P_new = (P - K @ X.T) / 0.98 + 1e-3 * np.eye(len(blk))
-        np.testing.assert_allclose(dw[blk].numpy(), K @ xi.numpy(), rtol=1e-12)
+        e = errs[k].numpy() if independent else xi.numpy()
+        np.testing.assert_allclose(dw[blk].numpy(), K @ e, rtol=1e-12)
         np.testing.assert_allclose(P_got.numpy(), P_new, rtol=1e-12)
     assert kf.lam == pytest.approx(0.995 * 0.98 + 1 - 0.995)
     assert kf.eta == 0.01  # fading memory: no eta schedule
@@ -153,10 +162,10 @@ def test_kalman_is_the_default_for_updater_type_1_and_learns(kcase):
     r = _train(kcase, epochs=6)
     text = (r.run_dir / "train.log").read_text()
     assert "Kalman filter: standard, update_strategy 0" in text and "P 0.3 MiB" in text
-    assert "updates per epoch: 7 energy (1 candidate(s) each) + 16 force (1 each)" in text
+    assert "updates per epoch: 10 energy (1 candidate(s) each) + 24 force (1 each)" in text
     loss = [h["loss_train"] for h in r.history]
     assert min(loss[1:]) < 0.5 * loss[0], loss
-    assert (r.run_dir / "input.nn").read_text().count("hdnnp_optimizer kalman") == 1
+    assert re.search(r"^hdnnp_optimizer +kalman", (r.run_dir / "input.nn").read_text(), re.M)
 
 
 @pytest.mark.parametrize("extra", [
@@ -178,7 +187,7 @@ def test_update_plan_counts(kcase):
                                     "force_energy_ratio 3.0\n")
     r = _train(kcase, epochs=1)
     text = (r.run_dir / "train.log").read_text()
-    assert "updates per epoch: 7 energy (1 candidate(s) each) + 10 force (2 each)" in text  # 7 x 3 / 2
+    assert "updates per epoch: 10 energy (1 candidate(s) each) + 15 force (2 each)" in text  # 10 x 3 / 2
 
 
 def test_kalman_resume_restores_P_and_schedules_bit_for_bit(kcase):
@@ -258,15 +267,16 @@ def test_n2p2_weight_initialisation(kcase):
 
 
 # ------------------------------------------------------------------ robustness
-def test_each_unsupported_keyword_is_one_line(kcase, capsys):
-    from hdnnp.cli import main
-
+def test_each_unsupported_keyword_is_one_line(kcase):
+    """``hdnnp train`` prints each ignored keyword once, in one line (no UserWarning with a source line)."""
     (kcase / "input.nn").write_text((kcase / "input.nn").read_text() + "write_trainlog\nwrite_neuronstats 1\n"
                                     "foo_bar 3\n")
-    rc = main(["train", str(kcase / "input.nn"), "-o", str(kcase.parent / "run"), "--epochs", "1", "--no-progress"])
-    assert rc == 0
-    cap = capsys.readouterr()
-    text = cap.out + cap.err
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    p = subprocess.run([sys.executable, "-m", "hdnnp.cli", "train", str(kcase / "input.nn"), "-o",
+                        str(kcase.parent / "run"), "--epochs", "1", "--no-progress"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    text = p.stdout + p.stderr
     for key in ("'write_trainlog'", "'write_neuronstats'", "'foo_bar'"):
         lines = [ln for ln in text.splitlines() if key in ln]
         assert len(lines) == 1, lines

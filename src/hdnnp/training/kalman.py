@@ -17,7 +17,10 @@ P = I/``kalman_epsilon``, q = ``kalman_q0``, η = ``kalman_eta``, λ = ``kalman_
 Blocks: one block (n2p2 ``update_strategy 0``: one dense P of 8 n_w² bytes), one per element
 (``update_strategy 1``, or ``hdnnp_kalman_blocks element``), or one per layer of each element
 (``hdnnp_kalman_blocks layer``, as RLEKF: Hu et al., AAAI 2023). With blocks P is
-block-diagonal: a block's update sees only its own rows of H.
+block-diagonal (the off-diagonal blocks of K Xᵀ are dropped): for one filter the blocks share
+A = Σ_b H_bᵀ P_b H_b + R (so the blocks together correct the error once, as the dense filter
+would); with ``update_strategy 1`` each element is its own filter with its own A and its share
+of the error, as n2p2.
 """
 
 from __future__ import annotations
@@ -97,18 +100,19 @@ class KalmanFilter:
         if p.type == 0 and self.eta < self.etamax:
             self.eta *= math.exp(self.etatau)
         r = 1.0 / self.eta if p.type == 0 else self.lam
-        for k, (idx, P) in enumerate(zip(self.blocks, self.P)):
-            Hb = H[idx]
-            e = (xi[k] if isinstance(xi, (list, tuple)) else xi).to(H.dtype)
-            X = P @ Hb  # (n_b, m)
-            A = Hb.T @ X
+        if isinstance(xi, (list, tuple)):  # independent filters (n2p2 update_strategy 1): one A per block
+            for idx, P, e in zip(self.blocks, self.P, xi):
+                Hb = H[idx]
+                X = P @ Hb  # (n_b, m)
+                A = Hb.T @ X
+                A.diagonal().add_(r)
+                dw[idx] = self._correct(P, X, A, e.to(H.dtype))
+        else:  # one filter with a block-diagonal P: A = Σ_b H_bᵀ P_b H_b + R is shared
+            Xs = [P @ H[idx] for idx, P in zip(self.blocks, self.P)]
+            A = sum(H[idx].T @ X for idx, X in zip(self.blocks, Xs))
             A.diagonal().add_(r)
-            K = torch.linalg.solve(A, X.T).T  # X A^-1 (A symmetric)
-            P.sub_(K @ X.T)
-            if p.type == 1:
-                P.mul_(1.0 / self.lam)
-            P.diagonal().add_(self.q)
-            dw[idx] = K @ e
+            for idx, P, X in zip(self.blocks, self.P, Xs):
+                dw[idx] = self._correct(P, X, A, xi.to(H.dtype))
         if self.q > p.qmin:
             self.q *= math.exp(-self.qtau)
         if p.type == 1:
@@ -116,6 +120,15 @@ class KalmanFilter:
             self.gamma = 1.0 / (1.0 + self.lam / self.gamma)
         self.n_updates += 1
         return dw
+
+    def _correct(self, P: torch.Tensor, X: torch.Tensor, A: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """K = X A⁻¹; P ← P − K Xᵀ (then /λ, + q I); returns K e."""
+        K = torch.linalg.solve(A, X.T).T  # X A^-1 (A symmetric)
+        P.sub_(K @ X.T)
+        if self.params.type == 1:
+            P.mul_(1.0 / self.lam)
+        P.diagonal().add_(self.q)
+        return K @ e
 
     def symmetrize(self) -> None:
         """P ← (P + Pᵀ)/2 (removes round-off asymmetry; n2p2 reads only the lower triangle)."""
