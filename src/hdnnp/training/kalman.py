@@ -124,7 +124,7 @@ class KalmanFilter:
     def _correct(self, P: torch.Tensor, X: torch.Tensor, A: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """K = X A⁻¹; P ← P − K Xᵀ (then /λ, + q I); returns K e."""
         K = torch.linalg.solve(A, X.T).T  # X A^-1 (A symmetric)
-        P.sub_(K @ X.T)
+        P.addmm_(K, X.T, alpha=-1.0)  # in place: no n_b x n_b temporary
         if self.params.type == 1:
             P.mul_(1.0 / self.lam)
         P.diagonal().add_(self.q)

@@ -42,6 +42,8 @@ log = logging.getLogger("hdnnp.train")
 
 #: blocks used when input.nn asks for one filter (update_strategy 0) and hdnnp_kalman_blocks is auto
 AUTO_BLOCKS = "none"
+#: P is made exactly symmetric again after this many updates (round-off drift; costs one pass over P)
+SYMMETRIZE_EVERY = 500
 #: P may use at most this fraction of the available memory
 MEMORY_FRACTION = 0.7
 
@@ -187,7 +189,8 @@ class KalmanTraining:
             schedule = schedule[torch.randperm(len(schedule), generator=tr.generator)]
         for kind in schedule.tolist():
             self.update("force" if kind else "energy")
-        self.kf.symmetrize()
+            if self.kf.n_updates % SYMMETRIZE_EVERY == 0:
+                self.kf.symmetrize()
 
     # ------------------------------------------------------------------ one update
     def _evaluate(self, prop: str, cand) -> tuple:
