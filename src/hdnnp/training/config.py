@@ -130,6 +130,7 @@ class TrainingConfig:
     kalman_nu: float = 0.99887
     update_strategy: int = 0
     kalman_blocks: str = "auto"
+    kalman_streams: int = 1
     jacobian_mode: int = 1
     energy_fraction: float = 1.0
     force_fraction: float = 0.02
@@ -198,6 +199,8 @@ def _validate_kalman(self, bad) -> None:
         bad("update_strategy", f"update_strategy must be 0 (combined) or 1 (per element), found {self.update_strategy}")
     if self.kalman_blocks not in ("auto", "none", "element", "layer"):
         bad("kalman_blocks", f"hdnnp_kalman_blocks must be auto, none, element or layer, found {self.kalman_blocks!r}")
+    if self.kalman_streams < 1:
+        bad("kalman_streams", f"hdnnp_kalman_streams must be >= 1, found {self.kalman_streams}")
     if self.jacobian_mode not in (0, 1, 2):
         bad("jacobian_mode", f"jacobian_mode must be 0, 1 or 2, found {self.jacobian_mode}")
     for name in ("kalman_epsilon", "kalman_eta"):
@@ -369,6 +372,7 @@ def _take_kalman(settings: Settings, cfg: TrainingConfig, take) -> None:
         for key in ("selection_mode", f"selection_mode_{prop}"):
             take(f"selection_mode_{prop}", key, lambda k: [int(v) for v in settings.line(k).values])
     take("kalman_blocks", "hdnnp_kalman_blocks", lambda k: settings.get_str(k).lower())
+    take("kalman_streams", "hdnnp_kalman_streams", gi)
 
 
 def config_to_keywords(cfg: TrainingConfig) -> list[tuple[str, list[str]]]:
@@ -399,6 +403,7 @@ def config_to_keywords(cfg: TrainingConfig) -> list[tuple[str, list[str]]]:
     ]
     if cfg.optimizer == "kalman":
         kw.append(("hdnnp_kalman_blocks", [cfg.kalman_blocks]))
+        kw.append(("hdnnp_kalman_streams", [str(cfg.kalman_streams)]))
     if cfg.clip_value is not None:
         kw.append(("hdnnp_clip_value", [repr(cfg.clip_value)]))
     if cfg.cache_memory_gb is not None:

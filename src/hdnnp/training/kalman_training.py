@@ -63,6 +63,11 @@ class KalmanTraining:
         elements = tr.pot.elements
         self.block_element = [next(i for i, e in enumerate(elements) if n.split()[0] == e) if n != "all" else -1
                               for n in self.block_names]
+        # streams: stream j = rank + world * s (s < kalman_streams) owns the training structures g = j mod S
+        self.n_streams = tr.dist.world * cfg.kalman_streams
+        self.stream_ids = [tr.dist.rank + tr.dist.world * s for s in range(cfg.kalman_streams)]
+        self.stream_local = [[tr.cache.local_of[g] for g in tr.split.train if g % self.n_streams == j]
+                             for j in self.stream_ids]
         self._plan()
         sizes = [len(b) for b in blocks]
         self.p_bytes = KalmanFilter.memory_bytes(sizes)
@@ -71,20 +76,20 @@ class KalmanTraining:
                               cfg.kalman_eta, cfg.kalman_etatau, cfg.kalman_etamax, cfg.kalman_lambda, cfg.kalman_nu)
         self.kf = KalmanFilter(blocks, kp, self.n_updates["energy"] + self.n_updates["force"], tr.device)
         # candidate order: per rank (n2p2's rngNew); update schedule: shared by all ranks (rngGlobalNew)
-        self.rng = torch.Generator().manual_seed(cfg.seed * 1000 + 17 + tr.dist.rank)
+        self.rngs = [torch.Generator().manual_seed(cfg.seed * 1000 + 17 + j) for j in self.stream_ids]
         n_w = sum(sizes)
         log.info("Kalman filter: %s, %s; %d weights in %d block(s) (%s); P %.1f MiB (float64, %s); updates per "
-                 "epoch: %d energy (%d candidate(s) each) + %d force (%d each), jacobian_mode %d, %d rank(s)",
+                 "epoch: %d energy (%d candidate(s) each) + %d force (%d each), jacobian_mode %d, %d stream(s) on %d rank(s)",
                  "standard" if cfg.kalman_type == 0 else "fading memory",
                  f"update_strategy {cfg.update_strategy}", n_w, len(sizes),
                  ", ".join(f"{n} {s}" for n, s in zip(self.block_names, sizes)) if len(sizes) <= 12 else
                  f"largest {max(sizes)}", self.p_bytes / 2**20, tr.device, self.n_updates["energy"],
-                 self.batch["energy"], self.n_updates["force"], self.batch["force"], cfg.jacobian_mode, tr.dist.world)
+                 self.batch["energy"], self.n_updates["force"], self.batch["force"], cfg.jacobian_mode, self.n_streams, tr.dist.world)
 
     # ------------------------------------------------------------------ plan
     def _plan(self) -> None:
         tr, cfg = self.tr, self.tr.cfg
-        world = tr.dist.world
+        world = self.n_streams
         n_e = len(tr.split.train)
         n_f = 3 * int(tr.n_atoms_global[tr.split.train].sum()) if cfg.use_forces else 0
         frac = {"energy": cfg.energy_fraction, "force": cfg.force_fraction if cfg.use_forces else 0.0}
@@ -96,7 +101,7 @@ class KalmanTraining:
             if n == 0 or frac[prop] == 0.0:
                 self.n_updates[prop], self.batch[prop] = 0, max(tbs, 1)
             elif tbs == 0:  # one update with every candidate of the fraction (on this rank)
-                local = len(tr.train_local) * (3 * int(np.mean(tr.cache.n_atoms)) if prop == "force" else 1)
+                local = len(self.stream_local[0]) * (3 * int(np.mean(tr.cache.n_atoms)) if prop == "force" else 1)
                 self.n_updates[prop], self.batch[prop] = 1, max(int(local * frac[prop]), 1)
             else:
                 self.n_updates[prop], self.batch[prop] = int(n * frac[prop] / tbs / world), tbs
@@ -111,7 +116,7 @@ class KalmanTraining:
             avail, where = free, f"free memory of {tr.device}"
         else:
             avail, where = available_memory_bytes() // max(tr.dist.local_world, 1), "available memory"
-        m = self.batch["force"] * tr.dist.world + 2
+        m = self.batch["force"] * self.n_streams + 2
         need = self.p_bytes + 8 * 3 * max(sizes) * m  # P, plus X and K of the largest block
         if need > MEMORY_FRACTION * avail:
             raise SettingsError(
@@ -125,11 +130,15 @@ class KalmanTraining:
         return [{"lr": self.kf.eta}]
 
     def state_dict(self) -> dict:
-        return {"kalman": self.kf.state_dict(), "rng": self.rng.get_state()}
+        return {"kalman": self.kf.state_dict(), "rng": [g.get_state() for g in self.rngs]}
 
     def load_state_dict(self, state: dict) -> None:
         self.kf.load_state_dict(state["kalman"])
-        self.rng.set_state(state["rng"])
+        if len(state["rng"]) != len(self.rngs):
+            raise SettingsError(f"checkpoint: written with {len(state['rng'])} Kalman stream(s) per rank, this run "
+                                f"has {len(self.rngs)}")
+        for g, st in zip(self.rngs, state["rng"]):
+            g.set_state(st)
 
     # ------------------------------------------------------------------ epoch
     def _mode(self, prop: str, epoch: int) -> int:
@@ -140,10 +149,10 @@ class KalmanTraining:
                 mode = sched[k + 1]
         return mode
 
-    def _candidates(self, prop: str, mode: int) -> np.ndarray:
-        """This rank's candidates in this epoch's order: energy (k,), force (k, row, component)."""
+    def _candidates(self, prop: str, mode: int, s: int) -> np.ndarray:
+        """Stream s's candidates in this epoch's order: energy (k,), force (k, row, component)."""
         tr = self.tr
-        local = np.asarray(tr.train_local, dtype=np.int64)
+        local = np.asarray(self.stream_local[s], dtype=np.int64)
         if prop == "energy":
             cand = local[:, None]
         else:
@@ -155,7 +164,7 @@ class KalmanTraining:
         if mode == 1:
             err = self._all_errors(prop, cand)
             return cand[np.argsort(-err, kind="stable")]
-        perm = torch.randperm(len(cand), generator=self.rng).numpy()
+        perm = torch.randperm(len(cand), generator=self.rngs[s]).numpy()
         return cand[perm]
 
     def _all_errors(self, prop: str, cand: np.ndarray) -> np.ndarray:
@@ -182,8 +191,8 @@ class KalmanTraining:
         for prop in ("energy", "force"):
             if self.n_updates[prop]:
                 self.mode[prop] = self._mode(prop, epoch)
-                self.order[prop] = self._candidates(prop, self.mode[prop])
-                self.pos[prop] = 0
+                self.order[prop] = [self._candidates(prop, self.mode[prop], s) for s in range(len(self.stream_ids))]
+                self.pos[prop] = [0] * len(self.stream_ids)
         schedule = torch.tensor([1] * self.n_updates["force"] + [0] * self.n_updates["energy"])
         if self.n_updates["force"] and self.n_updates["energy"]:
             schedule = schedule[torch.randperm(len(schedule), generator=tr.generator)]
@@ -207,15 +216,15 @@ class KalmanTraining:
         y = F[r, c]
         return float(b.F_target[r, c] - y.detach()), y, b
 
-    def _next(self, prop: str):
-        """The next candidate (n2p2's threshold loop); returns (error, y, batch)."""
-        order, mode = self.order[prop], self.mode[prop]
+    def _next(self, prop: str, s: int):
+        """Stream s's next candidate (n2p2's threshold loop); returns (error, y, batch)."""
+        order, mode = self.order[prop][s], self.mode[prop]
         trials = max(getattr(self.tr.cfg, f"rmse_threshold_trials_{prop}"), 1) if mode == 2 else 1
         thresh = getattr(self.tr.cfg, f"rmse_threshold_{prop}")
         best, best_frac = None, -1.0
         for _ in range(trials):
-            cand = order[self.pos[prop] % len(order)]
-            self.pos[prop] += 1
+            cand = order[self.pos[prop][s] % len(order)]
+            self.pos[prop][s] += 1
             err, y, b = self._evaluate(prop, cand)
             if mode != 2:
                 return err, y, b
@@ -227,24 +236,29 @@ class KalmanTraining:
                 best, best_frac = cand, frac
         return self._evaluate(prop, best)
 
-    def update(self, prop: str) -> None:
-        """One Kalman update with this property's task batch (and the other ranks' columns)."""
-        tr, cfg = self.tr, self.tr.cfg
+    def _stream_columns(self, prop: str, s: int, n_el: int):
+        """(xi (m,), H (n_w, m), element shares (n_el, m)) of stream s's task batch."""
         xs, Js, fr = [], [], []
-        n_el = len(tr.pot.elements)
         for _ in range(self.batch[prop]):
-            err, y, b = self._next(prop)
+            err, y, b = self._next(prop, s)
             J = flat_jacobian(y, self.params, retain_graph=False)
             counts = torch.tensor(np.diff(b.bounds), dtype=torch.float64)
             xs.append(err)
             Js.append(J.to(torch.float64))
             fr.append(counts / counts.sum())
-        xi = torch.tensor(xs, dtype=torch.float64, device=tr.device)
+        xi = torch.tensor(xs, dtype=torch.float64, device=self.tr.device)
         H = torch.stack(Js, dim=1)
-        F = torch.stack(fr, dim=1).to(tr.device)  # (n_el, m) element shares
-        if cfg.jacobian_mode in (0, 1):
+        F = torch.stack(fr, dim=1).to(self.tr.device)
+        if self.tr.cfg.jacobian_mode in (0, 1):  # n2p2: a task's candidates are summed into one column
             xi, H, F = xi.sum(0, keepdim=True), H.sum(1, keepdim=True), F.mean(1, keepdim=True)
-        xi, H, F = self._gather(xi, H, F, n_el)
+        return xi, H, F
+
+    def update(self, prop: str) -> None:
+        """One Kalman update with the task batches of all streams (of all ranks)."""
+        cfg = self.tr.cfg
+        n_el = len(self.tr.pot.elements)
+        cols = [self._stream_columns(prop, s, n_el) for s in range(len(self.stream_ids))]
+        xi, H, F = self._gather(cols, n_el)
         if prop == "force":
             xi, H = xi * cfg.force_weight, H * cfg.force_weight
         if cfg.update_strategy == 1:
@@ -254,19 +268,21 @@ class KalmanTraining:
         dw = self.kf.update(err, H)
         add_flat(self.params, dw)
 
-    def _gather(self, xi, H, F, n_el):
-        """Columns of all ranks (multistream); jacobian_mode 0 sums them into one column."""
+    def _gather(self, cols: list, n_el: int):
+        """Columns of all streams in stream order j = rank + world s (multistream); jacobian_mode 0
+        sums them into one column."""
         dist = self.tr.dist
-        if dist.world == 1:
-            return xi, H, F
-        m = xi.numel()
-        buf = torch.zeros(dist.world, H.shape[0] + 1 + n_el, m, dtype=torch.float64, device=H.device)
-        buf[dist.rank, 0] = xi
-        buf[dist.rank, 1:1 + H.shape[0]] = H
-        buf[dist.rank, 1 + H.shape[0]:] = F
-        dist.allreduce(buf)
-        cols = buf.permute(1, 0, 2).reshape(buf.shape[1], dist.world * m)
-        xi, H, F = cols[0], cols[1:1 + H.shape[0]], cols[1 + H.shape[0]:]
+        n_w = cols[0][1].shape[0]
+        L, m = len(cols), cols[0][0].numel()
+        buf = torch.zeros(dist.world, L, 1 + n_w + n_el, m, dtype=torch.float64, device=cols[0][1].device)
+        for s, (xi, H, F) in enumerate(cols):
+            buf[dist.rank, s, 0] = xi
+            buf[dist.rank, s, 1:1 + n_w] = H
+            buf[dist.rank, s, 1 + n_w:] = F
+        if dist.world > 1:
+            dist.allreduce(buf)
+        allc = buf.permute(2, 1, 0, 3).reshape(1 + n_w + n_el, L * dist.world * m)  # (s, rank, m) order
+        xi, H, F = allc[0], allc[1:1 + n_w], allc[1 + n_w:]
         if self.tr.cfg.jacobian_mode == 0:
             xi, H, F = xi.sum(0, keepdim=True), H.sum(1, keepdim=True), F.mean(1, keepdim=True)
         return xi, H, F

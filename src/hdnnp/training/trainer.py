@@ -688,11 +688,17 @@ class Trainer:
             _setup("TRAINING")
             n_tr = len(self.split.train)
             bs = n_tr if cfg.optimizer in ("lbfgs", "kalman") else min(cfg.batch_size, n_tr)
-            log.info("Optimizer %s, learning rate %g, %d structures per batch (%d per epoch), schedule %s, early "
-                     "stopping %s; %d epochs; %d process(es), device %s, float%s", cfg.optimizer,
-                     cfg.learning_rate, bs, -(-n_tr // bs), "none" if self.scheduler is None else cfg.lr_schedule,
-                     f"after {cfg.early_stopping} epochs without improvement" if cfg.early_stopping else "off",
-                     cfg.epochs, dist.world, cfg.device, "64" if self.dtype == torch.float64 else "32")
+            if cfg.optimizer == "kalman":
+                log.info("Optimizer kalman (n2p2's Kalman filter, eta %g); early stopping %s; %d epochs; %d "
+                         "process(es), device %s, float%s", self.optimizer.kf.eta,
+                         f"after {cfg.early_stopping} epochs without improvement" if cfg.early_stopping else "off",
+                         cfg.epochs, dist.world, cfg.device, "64" if self.dtype == torch.float64 else "32")
+            else:
+                log.info("Optimizer %s, learning rate %g, %d structures per batch (%d per epoch), schedule %s, early "
+                         "stopping %s; %d epochs; %d process(es), device %s, float%s", cfg.optimizer,
+                         cfg.learning_rate, bs, -(-n_tr // bs), "none" if self.scheduler is None else cfg.lr_schedule,
+                         f"after {cfg.early_stopping} epochs without improvement" if cfg.early_stopping else "off",
+                         cfg.epochs, dist.world, cfg.device, "64" if self.dtype == torch.float64 else "32")
             train, test, _ = self.evaluate()
             rec = self._epoch_record(0, train, test, self.optimizer.param_groups[0]["lr"], 0.0)
             self.history.append(rec)
