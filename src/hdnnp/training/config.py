@@ -55,7 +55,7 @@ USED_TRAINING_KEYWORDS = {
     "selection_mode", "selection_mode_energy", "selection_mode_force", "rmse_threshold", "rmse_threshold_energy",
     "rmse_threshold_force", "short_energy_error_threshold", "short_force_error_threshold", "rmse_threshold_trials",
     "rmse_threshold_trials_energy", "rmse_threshold_trials_force", "task_batch_size_energy", "task_batch_size_force",
-    "parallel_mode", "write_traincurve", "nguyen_widrow_weights_short",
+    "parallel_mode", "write_traincurve", "normalize_data_set", "nguyen_widrow_weights_short",
 }
 #: n2p2 training keywords without an hdnnp equivalent: each gets one warning (reason given)
 UNSUPPORTED_TRAINING_KEYWORDS = {
@@ -71,8 +71,6 @@ UNSUPPORTED_TRAINING_KEYWORDS = {
     "write_trainlog": "no per-update training log",
     "repeated_energy_update": "no repeated updates",
     "selection_mode_charge": "charges are not trained",
-    "normalize_data_set": "hdnnp always trains in nnp-norm units (computed unless input.nn has mean_energy, "
-                          "conv_energy and conv_length)",
     "memorize_symfunc_results": "symmetry functions are always cached (within hdnnp_cache_memory_gb)",
 }
 
@@ -118,6 +116,7 @@ class TrainingConfig:
     dtype: str = "float64"
     # Kalman filter (optimizer "kalman", n2p2 updater_type 1); see hdnnp.training.kalman
     split: str = "hdnnp"
+    normalize: bool = False
     kalman_type: int = 0
     kalman_epsilon: float = 0.01
     kalman_q0: float = 0.01
@@ -292,6 +291,7 @@ def config_from_settings(settings: Settings, overrides: dict | None = None, warn
                                                                 f"(Kalman filter), found {updater}")
 
     _take_kalman(settings, cfg, take)
+    cfg.normalize = "normalize_data_set" in settings
 
     # hdnnp extensions
     take("optimizer", "hdnnp_optimizer", lambda k: gs(k).lower())

@@ -28,6 +28,7 @@ floating-point sums).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import logging
@@ -389,9 +390,17 @@ class Trainer:
         else:
             offsets = atom_energy_offsets(self.settings)
             self.norm_stats = energy_normalization(st, offsets, elements, use_forces=cfg.use_forces)
-            apply_normalization(self.settings, self.norm_stats)
             log.info("Computed as nnp-norm does, over all %d structures:\n%s", len(st),
                      normalization_log(self.norm_stats).rstrip())
+            if cfg.optimizer == "kalman" and not cfg.normalize:
+                # n2p2 trains an input.nn without normalisation (and without normalize_data_set) in the data's
+                # units; its Kalman settings (kalman_eta, force_weight) are tuned for them: train in them too,
+                # with only the mean energy per atom removed (n2p2 learns that offset in its first updates)
+                self.norm_stats = dataclasses.replace(self.norm_stats, sigma_energy=1.0, sigma_force=1.0)
+                log.info("Kalman filter on an input.nn without normalisation: training in the data's units as "
+                         "nnp-train does (conv_energy = conv_length = 1; mean energy per atom removed); add "
+                         "normalize_data_set to train in normalised units.")
+            apply_normalization(self.settings, self.norm_stats)
         _end()
 
         pot = Potential.from_settings(self.settings, dtype=self.dtype, seed=cfg.seed)
