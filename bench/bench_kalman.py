@@ -121,6 +121,10 @@ def run(args) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"bench-kalman-{args.case}-"))
     config = _prepare(args.case, work)
     overrides = {"kalman_blocks": args.blocks, "torch_threads": args.threads}
+    if args.optimizer:
+        overrides["optimizer"] = args.optimizer
+        if args.optimizer == "lbfgs":
+            overrides["learning_rate"] = 1.0
     if args.jacobian_mode is not None:
         overrides["jacobian_mode"] = args.jacobian_mode
     if args.tbs_force is not None:
@@ -137,7 +141,7 @@ def run(args) -> dict:
         res = train(config, run_dir=work / "run", device=args.device, epochs=args.epochs, progress=False,
                     console=args.verbose, overrides=overrides, extra_outputs=hook)
     kal = _kalman_info(work / "run" / "train.log")
-    out = {"case": args.case, "threads": args.threads, "device": args.device, "blocks": args.blocks,
+    out = {"case": args.case, "optimizer": args.optimizer or "input.nn", "threads": args.threads, "device": args.device, "blocks": args.blocks,
            "jacobian_mode": args.jacobian_mode, "tbs_force": args.tbs_force, "load_start": load0,
            "load_end": os.getloadavg(), "kalman": kal, "prepare_s": res.timings.get("prepare_s"),
            "epochs": [{"epoch": h["epoch"], "seconds": h["seconds"], "E_train": h["train"]["rmse_epa"],
@@ -210,6 +214,7 @@ def main(argv=None) -> int:
     ap.add_argument("--jacobian-mode", type=int, default=None)
     ap.add_argument("--tbs-force", type=int, default=None)
     ap.add_argument("--tbs-energy", type=int, default=None)
+    ap.add_argument("--optimizer", help="override input.nn's optimizer (e.g. lbfgs: 20 full-batch iterations per epoch)")
     ap.add_argument("--json", help="write the raw results here")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)

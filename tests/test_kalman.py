@@ -190,11 +190,15 @@ def test_update_plan_counts(kcase):
     assert "updates per epoch: 10 energy (1 candidate(s) each) + 15 force (2 each)" in text  # 10 x 3 / 2
 
 
-def test_kalman_resume_restores_P_and_schedules_bit_for_bit(kcase):
+@pytest.mark.parametrize("warmup, stop", [(0, 2), (2, 1)])
+def test_kalman_resume_restores_P_and_schedules_bit_for_bit(kcase, warmup, stop):
     from hdnnp.training.trainer import train
 
+    if warmup:  # hdnnp_kalman_warmup: L-BFGS epochs first (their state is restored too)
+        (kcase / "input.nn").write_text((kcase / "input.nn").read_text() + f"hdnnp_kalman_warmup {warmup}\n"
+                                        "hdnnp_lbfgs_iterations 4\n")
     full = _train(kcase, "full", epochs=5)
-    _train(kcase, "part", epochs=5, stop_after=2)
+    _train(kcase, "part", epochs=5, stop_after=stop)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         resumed = train(resume=kcase.parent / "part", progress=False, console=False)

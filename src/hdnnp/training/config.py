@@ -130,6 +130,7 @@ class TrainingConfig:
     update_strategy: int = 0
     kalman_blocks: str = "auto"
     kalman_streams: int = 1
+    kalman_warmup: int = 0
     jacobian_mode: int = 1
     energy_fraction: float = 1.0
     force_fraction: float = 0.02
@@ -373,6 +374,7 @@ def _take_kalman(settings: Settings, cfg: TrainingConfig, take) -> None:
             take(f"selection_mode_{prop}", key, lambda k: [int(v) for v in settings.line(k).values])
     take("kalman_blocks", "hdnnp_kalman_blocks", lambda k: settings.get_str(k).lower())
     take("kalman_streams", "hdnnp_kalman_streams", gi)
+    take("kalman_warmup", "hdnnp_kalman_warmup", gi)
 
 
 def config_to_keywords(cfg: TrainingConfig) -> list[tuple[str, list[str]]]:
@@ -404,6 +406,7 @@ def config_to_keywords(cfg: TrainingConfig) -> list[tuple[str, list[str]]]:
     if cfg.optimizer == "kalman":
         kw.append(("hdnnp_kalman_blocks", [cfg.kalman_blocks]))
         kw.append(("hdnnp_kalman_streams", [str(cfg.kalman_streams)]))
+        kw.append(("hdnnp_kalman_warmup", [str(cfg.kalman_warmup)]))
     if cfg.clip_value is not None:
         kw.append(("hdnnp_clip_value", [repr(cfg.clip_value)]))
     if cfg.cache_memory_gb is not None:

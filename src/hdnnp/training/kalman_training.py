@@ -77,6 +77,11 @@ class KalmanTraining:
         self.kf = KalmanFilter(blocks, kp, self.n_updates["energy"] + self.n_updates["force"], tr.device)
         # candidate order: per rank (n2p2's rngNew); update schedule: shared by all ranks (rngGlobalNew)
         self.rngs = [torch.Generator().manual_seed(cfg.seed * 1000 + 17 + j) for j in self.stream_ids]
+        self.warmup = None
+        if cfg.kalman_warmup > 0:  # hdnnp_kalman_warmup: L-BFGS epochs before the filter
+            self.warmup = torch.optim.LBFGS(self.params, lr=1.0, max_iter=cfg.lbfgs_iterations,
+                                            history_size=cfg.lbfgs_history, line_search_fn="strong_wolfe",
+                                            tolerance_grad=1e-12, tolerance_change=1e-14)
         n_w = sum(sizes)
         log.info("Kalman filter: %s, %s; %d weights in %d block(s) (%s); P %.1f MiB (float64, %s); updates per "
                  "epoch: %d energy (%d candidate(s) each) + %d force (%d each), jacobian_mode %d, %d stream(s) on %d rank(s)",
@@ -130,7 +135,14 @@ class KalmanTraining:
         return [{"lr": self.kf.eta}]
 
     def state_dict(self) -> dict:
-        return {"kalman": self.kf.state_dict(), "rng": [g.get_state() for g in self.rngs]}
+        return {"kalman": self.kf.state_dict(), "rng": [g.get_state() for g in self.rngs],
+                "warmup": self.warmup.state_dict() if self.warmup is not None else None}
+
+    def zero_grad(self, set_to_none: bool = False) -> None:
+        """Gradients of the L-BFGS warm-up (Trainer._global_batch)."""
+        for p in self.params:
+            if p.grad is not None:
+                p.grad.zero_()
 
     def load_state_dict(self, state: dict) -> None:
         self.kf.load_state_dict(state["kalman"])
@@ -139,6 +151,8 @@ class KalmanTraining:
                                 f"has {len(self.rngs)}")
         for g, st in zip(self.rngs, state["rng"]):
             g.set_state(st)
+        if self.warmup is not None and state.get("warmup") is not None:
+            self.warmup.load_state_dict(state["warmup"])
 
     # ------------------------------------------------------------------ epoch
     def _mode(self, prop: str, epoch: int) -> int:

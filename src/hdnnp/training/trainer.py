@@ -733,16 +733,17 @@ class Trainer:
         epoch = self.start_epoch
         for epoch in range(self.start_epoch + 1, cfg.epochs + 1):
             t_ep = time.perf_counter()
-            if cfg.optimizer == "kalman":
+            if cfg.optimizer == "kalman" and epoch > cfg.kalman_warmup:
                 self.optimizer.epoch(epoch, self.history[-1]["train"])
                 self.step_count += self.optimizer.n_updates["energy"] + self.optimizer.n_updates["force"]
-            elif cfg.optimizer == "lbfgs":
+            elif cfg.optimizer in ("lbfgs", "kalman"):  # kalman: hdnnp_kalman_warmup epochs of L-BFGS first
                 batch = [int(g) for g in train_global]
 
                 def closure():
                     return torch.tensor(self._global_batch(batch, memo=True), dtype=torch.float64)
 
-                self.optimizer.step(closure)
+                opt = self.optimizer if cfg.optimizer == "lbfgs" else self.optimizer.warmup
+                opt.step(closure)
                 self.step_count += 1
             else:
                 perm = torch.randperm(n_tr, generator=self.generator).numpy()
