@@ -129,6 +129,8 @@ def run(args) -> dict:
         overrides["jacobian_mode"] = args.jacobian_mode
     if args.tbs_force is not None:
         overrides["task_batch_size_force"] = args.tbs_force
+    if args.warmup:
+        overrides["kalman_warmup"] = args.warmup
     if args.tbs_energy is not None:
         overrides["task_batch_size_energy"] = args.tbs_energy
     holdout: list = []
@@ -215,6 +217,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tbs-force", type=int, default=None)
     ap.add_argument("--tbs-energy", type=int, default=None)
     ap.add_argument("--optimizer", help="override input.nn's optimizer (e.g. lbfgs: 20 full-batch iterations per epoch)")
+    ap.add_argument("--warmup", type=int, default=0, help="hdnnp_kalman_warmup: L-BFGS epochs before the filter")
     ap.add_argument("--json", help="write the raw results here")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)

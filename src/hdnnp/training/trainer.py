@@ -397,8 +397,6 @@ class Trainer:
                 # units; its Kalman settings (kalman_eta, force_weight) are tuned for them: train in them too,
                 # with only the mean energy per atom removed (n2p2 learns that offset in its first updates)
                 self.norm_stats = dataclasses.replace(self.norm_stats, sigma_energy=1.0, sigma_force=1.0)
-                if os.environ.get("HDNNP_KALMAN_NO_MEAN"):
-                    self.norm_stats = dataclasses.replace(self.norm_stats, mean_energy=0.0)
                 log.info("Kalman filter on an input.nn without normalisation: training in the data's units as "
                          "nnp-train does (conv_energy = conv_length = 1; mean energy per atom removed); add "
                          "normalize_data_set to train in normalised units.")
