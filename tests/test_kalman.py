@@ -27,7 +27,9 @@ from hdnnp.errors import HDNNPError, SettingsError
 from hdnnp.model.network import ElementNetwork
 from hdnnp.training.kalman import KalmanFilter, KalmanParameters, add_flat, flat_jacobian, weight_blocks
 
-KALMAN_NN = "".join(ln + "\n" for ln in INPUT_NN.splitlines() if not ln.startswith(("hdnnp_weight_init", "hdnnp_bias_init"))) + """\
+KALMAN_NN = "".join(ln + "\n" for ln in INPUT_NN.splitlines()
+                    if not ln.startswith(("hdnnp_weight_init", "hdnnp_bias_init"))) + """\
+hdnnp_optimizer kalman
 updater_type 1
 kalman_type 0
 kalman_epsilon 0.01
@@ -158,7 +160,23 @@ def test_weight_blocks_partition_the_weights():
 
 
 # ------------------------------------------------------------------ training
-def test_kalman_is_the_default_for_updater_type_1_and_learns(kcase):
+def test_updater_type_1_default_is_lbfgs_and_kalman_is_one_keyword(kcase):
+    """updater_type 1 alone trains with L-BFGS (the measured winner, README); hdnnp_optimizer kalman gives n2p2's
+    filter."""
+    from hdnnp.io.input_nn import Settings
+    from hdnnp.training.config import config_from_settings
+
+    text = (kcase / "input.nn").read_text().replace("hdnnp_optimizer kalman\n", "")
+    cfg = config_from_settings(Settings.parse(text, "input.nn"), warn=False)
+    assert cfg.optimizer == "lbfgs" and cfg.split == "n2p2"
+    cfg = config_from_settings(Settings.read(kcase / "input.nn"), warn=False)
+    assert cfg.optimizer == "kalman"
+    (kcase / "input.nn").write_text(text)
+    r = _train(kcase, epochs=1)
+    assert "updater_type 1 (Kalman filter): hdnnp trains with lbfgs" in (r.run_dir / "train.log").read_text()
+
+
+def test_kalman_filter_learns(kcase):
     r = _train(kcase, epochs=6)
     text = (r.run_dir / "train.log").read_text()
     assert "Kalman filter: standard, update_strategy 0" in text and "P 0.3 MiB" in text
