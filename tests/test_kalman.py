@@ -168,7 +168,7 @@ def test_updater_type_1_default_is_lbfgs_and_kalman_is_one_keyword(kcase):
 
     text = (kcase / "input.nn").read_text().replace("hdnnp_optimizer kalman\n", "")
     cfg = config_from_settings(Settings.parse(text, "input.nn"), warn=False)
-    assert cfg.optimizer == "lbfgs" and cfg.split == "n2p2"
+    assert cfg.optimizer == "lbfgs" and cfg.split == "n2p2" and cfg.lbfgs_iterations == 40
     cfg = config_from_settings(Settings.read(kcase / "input.nn"), warn=False)
     assert cfg.optimizer == "kalman"
     (kcase / "input.nn").write_text(text)

@@ -76,6 +76,7 @@ UNSUPPORTED_TRAINING_KEYWORDS = {
 
 #: what an input.nn with updater_type 1 (n2p2's Kalman filter) trains with unless hdnnp_optimizer says otherwise
 KALMAN_INPUT_DEFAULT = "lbfgs"
+KALMAN_INPUT_LBFGS_ITERATIONS = 40
 OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop", "lbfgs", "kalman")
 SCHEDULES = ("none", "plateau", "exponential", "inverse_time")
 INITS = ("torch", "uniform", "random_uniform", "random_normal", "glorot_uniform", "glorot_normal",
@@ -291,6 +292,8 @@ def config_from_settings(settings: Settings, overrides: dict | None = None, warn
             # fraction of its time; n2p2's filter itself is hdnnp_optimizer kalman
             cfg.optimizer = KALMAN_INPUT_DEFAULT
             src["optimizer"] = f"{_where(settings, 'updater_type')} updater_type 1"
+            # one n2p2 Kalman epoch is thousands of updates: 40 L-BFGS iterations per epoch (hdnnp_lbfgs_iterations)
+            cfg.lbfgs_iterations = KALMAN_INPUT_LBFGS_ITERATIONS
         else:
             raise settings.error(settings.line("updater_type"), f"updater_type must be 0 (gradient descent) or 1 "
                                                                 f"(Kalman filter), found {updater}")
