@@ -293,7 +293,8 @@ def config_from_settings(settings: Settings, overrides: dict | None = None, warn
             cfg.optimizer = KALMAN_INPUT_DEFAULT
             src["optimizer"] = f"{_where(settings, 'updater_type')} updater_type 1"
             # one n2p2 Kalman epoch is thousands of updates: 40 L-BFGS iterations per epoch (hdnnp_lbfgs_iterations)
-            cfg.lbfgs_iterations = KALMAN_INPUT_LBFGS_ITERATIONS
+            if "hdnnp_optimizer" not in settings:
+                cfg.lbfgs_iterations = KALMAN_INPUT_LBFGS_ITERATIONS
         else:
             raise settings.error(settings.line("updater_type"), f"updater_type must be 0 (gradient descent) or 1 "
                                                                 f"(Kalman filter), found {updater}")
