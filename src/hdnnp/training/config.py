@@ -8,13 +8,20 @@ n2p2 keywords used
 ------------------
 ``epochs``, ``test_fraction``, ``random_seed``, ``use_short_forces``, ``force_weight``,
 ``updater_type`` 0 (gradient descent; ``gradient_type`` 0 -> SGD with ``gradient_eta``,
-1 -> Adam with ``gradient_adam_eta/beta1/beta2/epsilon``), ``weights_min``/``weights_max``
-(uniform initial weights and biases, as n2p2), ``use_old_weights_short`` (start from
-``weights.XXX.data`` next to input.nn).
+1 -> Adam with ``gradient_adam_eta/beta1/beta2/epsilon``), ``updater_type`` 1 (n2p2's Kalman filter:
+trained with L-BFGS, 40 iterations per epoch, unless ``hdnnp_optimizer kalman`` asks for the filter;
+its ``kalman_*``, ``update_strategy``, ``jacobian_mode``, ``*_fraction``, ``force_energy_ratio``,
+``selection_mode*``, ``rmse_threshold*`` / ``short_*_error_threshold``, ``task_batch_size_*`` are read;
+see hdnnp.training.kalman_training), ``normalize_data_set``, ``weights_min``/``weights_max`` (uniform
+initial weights, then n2p2's Glorot-Bengio or, with ``nguyen_widrow_weights_short``, Nguyen-Widrow
+scheme), ``use_old_weights_short`` (start from ``weights.XXX.data`` next to input.nn). An input.nn with
+``updater_type`` gets n2p2's own train/test split (``hdnnp_split``).
 
 ``hdnnp_*`` keywords (hdnnp extensions; n2p2 warns about and ignores them)
 -----------------------------------------------------------------------------
-``hdnnp_optimizer`` adam|sgd|adagrad|rmsprop|lbfgs, ``hdnnp_learning_rate``, ``hdnnp_epsilon``,
+``hdnnp_optimizer`` adam|sgd|adagrad|rmsprop|lbfgs|kalman, ``hdnnp_kalman_blocks`` auto|none|element|layer,
+``hdnnp_kalman_streams`` (streams per process), ``hdnnp_kalman_warmup`` (L-BFGS epochs before the filter),
+``hdnnp_split`` hdnnp|n2p2, ``hdnnp_learning_rate``, ``hdnnp_epsilon``,
 ``hdnnp_batch_size`` (structures per step), ``hdnnp_lr_schedule`` none|plateau|exponential|
 inverse_time, ``hdnnp_lr_decay`` (exponential: factor per epoch; inverse_time: k in
 lr/(1 + k step)), ``hdnnp_plateau_factor``, ``hdnnp_plateau_patience``, ``hdnnp_min_lr``,
