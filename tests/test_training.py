@@ -238,7 +238,7 @@ def test_run_directory_loads_with_identical_energies(case):
         assert np.abs(a.forces - b.forces).max() < 1e-13
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs", "kalman"])
 def test_resume_is_bit_for_bit(case, optimizer):
     """Interrupt after 3 of 7 epochs, resume: final weights and learning curve equal an uninterrupted run."""
     from hdnnp.training.trainer import train
@@ -294,15 +294,17 @@ def test_refuses_nonempty_run_dir(case):
 def test_unsupported_keywords_warn_once(case):
     from hdnnp.training.config import config_from_settings
 
-    text = (case / "input.nn").read_text() + "kalman_q0 0.01\nkalman_q0 0.02\nupdater_type 1\nfoo_bar 3\n"
+    text = (case / "input.nn").read_text() + "write_neuronstats 1\nwrite_neuronstats 2\nupdater_type 1\nfoo_bar 3\n" \
+        "kalman_q0 0.02\n"
     s = Settings.parse(text, "input.nn")
     with pytest.warns(UserWarning) as rec:
         cfg = config_from_settings(s)
     msgs = [str(w.message) for w in rec]
-    assert sum("'kalman_q0' is not supported by hdnnp train and is ignored (no Kalman filter)" in m for m in msgs) == 1
-    assert any("updater_type 1 (Kalman filter) is not supported by hdnnp train; using Adam" in m for m in msgs)
+    assert sum("'write_neuronstats' is not supported by hdnnp train and is ignored (no neuron statistics)" in m
+               for m in msgs) == 1
     assert any("unknown keyword 'foo_bar' ignored" in m for m in msgs)
-    assert cfg.optimizer == "adam" and cfg.force_weight == 2.0 and cfg.use_forces
+    assert not any("kalman_q0" in m or "updater_type" in m for m in msgs)
+    assert cfg.optimizer == "lbfgs" and cfg.kalman_q0 == 0.02 and cfg.force_weight == 2.0 and cfg.use_forces
 
 
 # ------------------------------------------------------------------ bad input

@@ -24,11 +24,32 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Atomically write ``state`` (plus format/version tags) to ``path``."""
+    """Atomically write ``state`` (plus format/version tags) to ``path``.
+
+    The data goes to ``path.tmp``, is flushed and fsync'ed, then ``os.replace`` swaps it in and the
+    directory entry is fsync'ed: a crash or a full disk mid-write leaves the previous checkpoint
+    untouched (and no partial file under ``path``)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save({"format": FORMAT, "version": VERSION, **state}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # pragma: no cover - directories cannot be opened on some systems
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -8,13 +8,20 @@ n2p2 keywords used
 ------------------
 ``epochs``, ``test_fraction``, ``random_seed``, ``use_short_forces``, ``force_weight``,
 ``updater_type`` 0 (gradient descent; ``gradient_type`` 0 -> SGD with ``gradient_eta``,
-1 -> Adam with ``gradient_adam_eta/beta1/beta2/epsilon``), ``weights_min``/``weights_max``
-(uniform initial weights and biases, as n2p2), ``use_old_weights_short`` (start from
-``weights.XXX.data`` next to input.nn).
+1 -> Adam with ``gradient_adam_eta/beta1/beta2/epsilon``), ``updater_type`` 1 (n2p2's Kalman filter:
+trained with L-BFGS, 40 iterations per epoch, unless ``hdnnp_optimizer kalman`` asks for the filter;
+its ``kalman_*``, ``update_strategy``, ``jacobian_mode``, ``*_fraction``, ``force_energy_ratio``,
+``selection_mode*``, ``rmse_threshold*`` / ``short_*_error_threshold``, ``task_batch_size_*`` are read;
+see hdnnp.training.kalman_training), ``normalize_data_set``, ``weights_min``/``weights_max`` (uniform
+initial weights, then n2p2's Glorot-Bengio or, with ``nguyen_widrow_weights_short``, Nguyen-Widrow
+scheme), ``use_old_weights_short`` (start from ``weights.XXX.data`` next to input.nn). An input.nn with
+``updater_type`` gets n2p2's own train/test split (``hdnnp_split``).
 
 ``hdnnp_*`` keywords (hdnnp extensions; n2p2 warns about and ignores them)
 -----------------------------------------------------------------------------
-``hdnnp_optimizer`` adam|sgd|adagrad|rmsprop|lbfgs, ``hdnnp_learning_rate``, ``hdnnp_epsilon``,
+``hdnnp_optimizer`` adam|sgd|adagrad|rmsprop|lbfgs|kalman, ``hdnnp_kalman_blocks`` auto|none|element|layer,
+``hdnnp_kalman_streams`` (streams per process), ``hdnnp_kalman_warmup`` (L-BFGS epochs before the filter),
+``hdnnp_split`` hdnnp|n2p2, ``hdnnp_learning_rate``, ``hdnnp_epsilon``,
 ``hdnnp_batch_size`` (structures per step), ``hdnnp_lr_schedule`` none|plateau|exponential|
 inverse_time, ``hdnnp_lr_decay`` (exponential: factor per epoch; inverse_time: k in
 lr/(1 + k step)), ``hdnnp_plateau_factor``, ``hdnnp_plateau_patience``, ``hdnnp_min_lr``,
@@ -48,25 +55,20 @@ USED_TRAINING_KEYWORDS = {
     "epochs", "test_fraction", "random_seed", "use_short_forces", "force_weight", "updater_type",
     "gradient_type", "gradient_eta", "gradient_adam_eta", "gradient_adam_beta1", "gradient_adam_beta2",
     "gradient_adam_epsilon", "weights_min", "weights_max", "use_old_weights_short",
+    # Kalman filter (updater_type 1) and its update plan
+    "kalman_type", "kalman_epsilon", "kalman_eta", "kalman_etatau", "kalman_etamax", "kalman_q0", "kalman_qtau",
+    "kalman_qmin", "kalman_lambda_short", "kalman_nue_short", "update_strategy", "jacobian_mode",
+    "energy_fraction", "short_energy_fraction", "force_fraction", "short_force_fraction", "force_energy_ratio",
+    "selection_mode", "selection_mode_energy", "selection_mode_force", "rmse_threshold", "rmse_threshold_energy",
+    "rmse_threshold_force", "short_energy_error_threshold", "short_force_error_threshold", "rmse_threshold_trials",
+    "rmse_threshold_trials_energy", "rmse_threshold_trials_force", "task_batch_size_energy", "task_batch_size_force",
+    "parallel_mode", "write_traincurve", "normalize_data_set", "nguyen_widrow_weights_short",
 }
 #: n2p2 training keywords without an hdnnp equivalent: each gets one warning (reason given)
 UNSUPPORTED_TRAINING_KEYWORDS = {
-    "rmse_threshold": "no update-candidate selection (every structure enters every epoch)",
-    "rmse_threshold_energy": "no update-candidate selection",
-    "short_energy_error_threshold": "no update-candidate selection",
-    "rmse_threshold_force": "no update-candidate selection",
-    "short_force_error_threshold": "no update-candidate selection",
     "rmse_threshold_charge": "charges are not trained",
-    "rmse_threshold_trials": "no update-candidate selection",
-    "rmse_threshold_trials_energy": "no update-candidate selection",
-    "rmse_threshold_trials_force": "no update-candidate selection",
     "rmse_threshold_trials_charge": "charges are not trained",
-    "energy_fraction": "all energies enter every epoch",
-    "short_energy_fraction": "all energies enter every epoch",
-    "force_fraction": "all force components enter every epoch (weight them with force_weight)",
-    "short_force_fraction": "all force components enter every epoch (weight them with force_weight)",
     "charge_fraction": "charges are not trained",
-    "nguyen_widrow_weights_short": "weights are drawn uniformly from [weights_min, weights_max]",
     "precondition_weights": "no weight preconditioning",
     "main_error_metric": "all metrics are written to learning-curve.out",
     "write_trainpoints": "parity plots are written at the end instead",
@@ -75,32 +77,17 @@ UNSUPPORTED_TRAINING_KEYWORDS = {
     "write_neuronstats": "no neuron statistics",
     "write_trainlog": "no per-update training log",
     "repeated_energy_update": "no repeated updates",
-    "parallel_mode": "data parallelism is torch.distributed (torchrun)",
-    "jacobian_mode": "gradients come from autograd",
-    "update_strategy": "one optimizer updates all elements",
-    "selection_mode": "no update-candidate selection",
-    "selection_mode_energy": "no update-candidate selection",
-    "selection_mode_force": "no update-candidate selection",
     "selection_mode_charge": "charges are not trained",
-    "task_batch_size_energy": "minibatches are set by hdnnp_batch_size",
-    "task_batch_size_force": "minibatches are set by hdnnp_batch_size",
-    "kalman_type": "no Kalman filter",
-    "kalman_epsilon": "no Kalman filter",
-    "kalman_eta": "no Kalman filter",
-    "kalman_etatau": "no Kalman filter",
-    "kalman_etamax": "no Kalman filter",
-    "kalman_q0": "no Kalman filter",
-    "kalman_qtau": "no Kalman filter",
-    "kalman_qmin": "no Kalman filter",
-    "kalman_lambda_short": "no Kalman filter",
-    "kalman_nue_short": "no Kalman filter",
     "memorize_symfunc_results": "symmetry functions are always cached (within hdnnp_cache_memory_gb)",
 }
 
-OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop", "lbfgs")
+#: what an input.nn with updater_type 1 (n2p2's Kalman filter) trains with unless hdnnp_optimizer says otherwise
+KALMAN_INPUT_DEFAULT = "lbfgs"
+KALMAN_INPUT_LBFGS_ITERATIONS = 40
+OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop", "lbfgs", "kalman")
 SCHEDULES = ("none", "plateau", "exponential", "inverse_time")
 INITS = ("torch", "uniform", "random_uniform", "random_normal", "glorot_uniform", "glorot_normal",
-         "he_uniform", "he_normal", "lecun_uniform", "zeros", "ones")
+         "he_uniform", "he_normal", "lecun_uniform", "zeros", "ones", "n2p2_glorot", "n2p2_nguyen_widrow")
 
 
 @dataclass
@@ -137,6 +124,35 @@ class TrainingConfig:
     use_old_weights: bool = False
     device: str = "cpu"
     dtype: str = "float64"
+    # Kalman filter (optimizer "kalman", n2p2 updater_type 1); see hdnnp.training.kalman
+    split: str = "hdnnp"
+    normalize: bool = False
+    kalman_type: int = 0
+    kalman_epsilon: float = 0.01
+    kalman_q0: float = 0.01
+    kalman_qtau: float = 2.302
+    kalman_qmin: float = 1e-6
+    kalman_eta: float = 0.01
+    kalman_etatau: float | None = 2.302
+    kalman_etamax: float = 1.0
+    kalman_lambda: float = 0.99
+    kalman_nu: float = 0.99887
+    update_strategy: int = 0
+    kalman_blocks: str = "auto"
+    kalman_streams: int = 1
+    kalman_warmup: int = 0
+    jacobian_mode: int = 1
+    energy_fraction: float = 1.0
+    force_fraction: float = 0.02
+    force_energy_ratio: float | None = None
+    selection_mode_energy: list = field(default_factory=lambda: [0])
+    selection_mode_force: list = field(default_factory=lambda: [0])
+    rmse_threshold_energy: float = 0.0
+    rmse_threshold_force: float = 0.0
+    rmse_threshold_trials_energy: int = 1
+    rmse_threshold_trials_force: int = 1
+    task_batch_size_energy: int = 1
+    task_batch_size_force: int = 1
     sources: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -178,8 +194,42 @@ class TrainingConfig:
         for name in ("weight_init", "bias_init"):
             if getattr(self, name) not in INITS:
                 bad(name, f"{name} {getattr(self, name)!r} unknown; expected one of {', '.join(INITS)}")
+        if self.split not in ("hdnnp", "n2p2"):
+            bad("split", f"hdnnp_split must be hdnnp or n2p2, found {self.split!r}")
+        if self.optimizer == "kalman":
+            self._validate_kalman(bad)
         if self.weights_min >= self.weights_max:
             bad("weights_min", f"weights_min ({self.weights_min}) must be below weights_max ({self.weights_max})")
+
+
+def _validate_kalman(self, bad) -> None:
+    if self.kalman_type not in (0, 1):
+        bad("kalman_type", f"kalman_type must be 0 (standard) or 1 (fading memory), found {self.kalman_type}")
+    if self.update_strategy not in (0, 1):
+        bad("update_strategy", f"update_strategy must be 0 (combined) or 1 (per element), found {self.update_strategy}")
+    if self.kalman_blocks not in ("auto", "none", "element", "layer"):
+        bad("kalman_blocks", f"hdnnp_kalman_blocks must be auto, none, element or layer, found {self.kalman_blocks!r}")
+    if self.kalman_streams < 1:
+        bad("kalman_streams", f"hdnnp_kalman_streams must be >= 1, found {self.kalman_streams}")
+    if self.jacobian_mode not in (0, 1, 2):
+        bad("jacobian_mode", f"jacobian_mode must be 0, 1 or 2, found {self.jacobian_mode}")
+    for name in ("kalman_epsilon", "kalman_eta"):
+        if getattr(self, name) <= 0.0:
+            bad(name, f"{name} must be > 0, found {getattr(self, name)}")
+    for name in ("task_batch_size_energy", "task_batch_size_force"):
+        if getattr(self, name) < 0:
+            bad(name, f"{name} must be >= 0 (0 = the whole training set), found {getattr(self, name)}")
+    for name in ("energy_fraction", "force_fraction"):
+        if getattr(self, name) < 0.0:
+            bad(name, f"{name} must be >= 0, found {getattr(self, name)}")
+    for name in ("selection_mode_energy", "selection_mode_force"):
+        modes = getattr(self, name)[0::2] if len(getattr(self, name)) % 2 == 1 else None
+        if modes is None or any(m not in (0, 1, 2) for m in modes):
+            bad(name, f"selection_mode: expected MODE [EPOCH MODE ...] with modes 0 (random), 1 (sort), "
+                      f"2 (threshold), found {getattr(self, name)}")
+
+
+TrainingConfig._validate_kalman = _validate_kalman
 
 
 def _where(settings: Settings, key: str) -> str:
@@ -217,10 +267,16 @@ def config_from_settings(settings: Settings, overrides: dict | None = None, warn
     take("weights_min", "weights_min", gf)
     take("weights_max", "weights_max", gf)
     if "weights_min" in settings or "weights_max" in settings:
-        cfg.weight_init = cfg.bias_init = "uniform"
+        # n2p2: uniform in [weights_min, weights_max), then Nguyen-Widrow if asked, else Glorot-Bengio on the tanh
+        # layers with zero biases (Training::randomizeNeuralNetworkWeights)
+        cfg.weight_init = cfg.bias_init = ("n2p2_nguyen_widrow" if "nguyen_widrow_weights_short" in settings
+                                           else "n2p2_glorot")
     cfg.use_old_weights = settings.get_bool("use_old_weights_short")
 
     updater = settings.get_int("updater_type")
+    if updater is not None:  # an input.nn written for nnp-train: the same train/test split as n2p2
+        cfg.split = "n2p2"
+    take("split", "hdnnp_split", lambda k: gs(k).lower())
     if updater is not None:
         if updater == 0:
             gtype = settings.get_int("gradient_type", 0)
@@ -239,16 +295,19 @@ def config_from_settings(settings: Settings, overrides: dict | None = None, warn
                                                                      f"(Adam), found {gtype}")
             src["optimizer"] = f"{_where(settings, 'updater_type')} updater_type 0"
         elif updater == 1:
-            if warn:
-                warnings.warn(f"{_where(settings, 'updater_type')}: updater_type 1 (Kalman filter) is not supported "
-                              "by hdnnp train; using Adam (set hdnnp_optimizer to choose another optimizer)",
-                              stacklevel=2)
-            # n2p2's gradient_adam_* keywords still describe an Adam if given
-            if "gradient_adam_eta" in settings:
-                take("learning_rate", "gradient_adam_eta", gf)
+            # measured (README, bench/bench_kalman.py): full-batch L-BFGS reaches n2p2's Kalman-filter accuracy in a
+            # fraction of its time; n2p2's filter itself is hdnnp_optimizer kalman
+            cfg.optimizer = KALMAN_INPUT_DEFAULT
+            src["optimizer"] = f"{_where(settings, 'updater_type')} updater_type 1"
+            # one n2p2 Kalman epoch is thousands of updates: 40 L-BFGS iterations per epoch (hdnnp_lbfgs_iterations)
+            if "hdnnp_optimizer" not in settings:
+                cfg.lbfgs_iterations = KALMAN_INPUT_LBFGS_ITERATIONS
         else:
             raise settings.error(settings.line("updater_type"), f"updater_type must be 0 (gradient descent) or 1 "
                                                                 f"(Kalman filter), found {updater}")
+
+    _take_kalman(settings, cfg, take)
+    cfg.normalize = "normalize_data_set" in settings
 
     # hdnnp extensions
     take("optimizer", "hdnnp_optimizer", lambda k: gs(k).lower())
@@ -298,6 +357,41 @@ def config_from_settings(settings: Settings, overrides: dict | None = None, warn
     return cfg
 
 
+def _take_kalman(settings: Settings, cfg: TrainingConfig, take) -> None:
+    """The kalman_* keywords and n2p2's update plan (fractions, selection, task batches)."""
+    gi, gf = settings.get_int, settings.get_float
+    take("kalman_type", "kalman_type", gi)
+    for attr, key in (("kalman_epsilon", "kalman_epsilon"), ("kalman_q0", "kalman_q0"), ("kalman_qtau", "kalman_qtau"),
+                      ("kalman_qmin", "kalman_qmin"), ("kalman_eta", "kalman_eta"), ("kalman_etamax", "kalman_etamax"),
+                      ("kalman_lambda", "kalman_lambda_short"), ("kalman_nu", "kalman_nue_short")):
+        take(attr, key, gf)
+    # n2p2: eta grows only if both kalman_etatau and kalman_etamax are given
+    if "kalman_etatau" in settings and "kalman_etamax" in settings:
+        take("kalman_etatau", "kalman_etatau", gf)
+    elif "kalman_eta" in settings:
+        cfg.kalman_etatau = None
+    take("update_strategy", "update_strategy", gi)
+    take("jacobian_mode", "jacobian_mode", gi)
+    for attr, keys in (("energy_fraction", ("short_energy_fraction", "energy_fraction")),
+                       ("force_fraction", ("short_force_fraction", "force_fraction")),
+                       ("rmse_threshold_energy", ("rmse_threshold", "short_energy_error_threshold",
+                                                  "rmse_threshold_energy")),
+                       ("rmse_threshold_force", ("rmse_threshold", "short_force_error_threshold",
+                                                 "rmse_threshold_force"))):
+        for key in keys:  # later (more specific) keywords win
+            take(attr, key, gf)
+    take("force_energy_ratio", "force_energy_ratio", gf)
+    for prop in ("energy", "force"):
+        take(f"rmse_threshold_trials_{prop}", "rmse_threshold_trials", gi)
+        take(f"rmse_threshold_trials_{prop}", f"rmse_threshold_trials_{prop}", gi)
+        take(f"task_batch_size_{prop}", f"task_batch_size_{prop}", gi)
+        for key in ("selection_mode", f"selection_mode_{prop}"):
+            take(f"selection_mode_{prop}", key, lambda k: [int(v) for v in settings.line(k).values])
+    take("kalman_blocks", "hdnnp_kalman_blocks", lambda k: settings.get_str(k).lower())
+    take("kalman_streams", "hdnnp_kalman_streams", gi)
+    take("kalman_warmup", "hdnnp_kalman_warmup", gi)
+
+
 def config_to_keywords(cfg: TrainingConfig) -> list[tuple[str, list[str]]]:
     """The input.nn lines that reproduce ``cfg`` (written into the run directory's input.nn)."""
     kw = [
@@ -306,6 +400,7 @@ def config_to_keywords(cfg: TrainingConfig) -> list[tuple[str, list[str]]]:
         ("random_seed", [str(cfg.seed)]),
         ("force_weight", [repr(cfg.force_weight)]),
         ("hdnnp_optimizer", [cfg.optimizer]),
+        ("hdnnp_split", [cfg.split]),
         ("hdnnp_learning_rate", [repr(cfg.learning_rate)]),
         ("hdnnp_epsilon", [repr(cfg.epsilon)]),
         ("hdnnp_batch_size", [str(cfg.batch_size)]),
@@ -323,6 +418,10 @@ def config_to_keywords(cfg: TrainingConfig) -> list[tuple[str, list[str]]]:
         ("hdnnp_checkpoint_interval", [str(cfg.checkpoint_interval)]),
         ("hdnnp_torch_threads", [str(cfg.torch_threads)]),
     ]
+    if cfg.optimizer == "kalman":
+        kw.append(("hdnnp_kalman_blocks", [cfg.kalman_blocks]))
+        kw.append(("hdnnp_kalman_streams", [str(cfg.kalman_streams)]))
+        kw.append(("hdnnp_kalman_warmup", [str(cfg.kalman_warmup)]))
     if cfg.clip_value is not None:
         kw.append(("hdnnp_clip_value", [repr(cfg.clip_value)]))
     if cfg.cache_memory_gb is not None:

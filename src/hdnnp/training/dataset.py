@@ -79,12 +79,28 @@ class Split:
     test: list[int]
 
 
-def split_data(structures: list[Structure], test_fraction: float, seed: int, path: str = "input.data") -> Split:
+def n2p2_draws(n_structures: int, seed: int, n_draws: int) -> np.ndarray:
+    """The uniform numbers nnp-train (1 process) uses to split the data: n2p2 seeds a Mersenne
+    twister (GSL mt19937, the same generator and seeding as numpy's legacy RandomState) with
+    ``random_seed``, draws the global seed, one number per structure to distribute them, then one
+    per untagged structure for the split (u < test_fraction: test)."""
+    raw = np.random.RandomState(seed % 2**32).randint(0, 2**32, size=1 + n_structures + n_draws, dtype=np.uint32)
+    return raw[1 + n_structures:] / 2.0**32
+
+
+def split_data(structures: list[Structure], test_fraction: float, seed: int, path: str = "input.data",
+               method: str = "hdnnp") -> Split:
     """Reproducible split: ``set=train``/``set=test`` tags are honoured; untagged structures go to
-    the validation set with probability ``test_fraction`` (one uniform draw per structure
-    from a PCG64 stream seeded with ``seed``, in file order)."""
-    rng = np.random.Generator(np.random.PCG64(seed))
-    draws = rng.random(len(structures))
+    the validation set with probability ``test_fraction``: one uniform draw per structure from a
+    PCG64 stream seeded with ``seed``, in file order (``method`` "hdnnp"), or nnp-train's own
+    draws (``method`` "n2p2", :func:`n2p2_draws`: the same split as n2p2 with the same seed)."""
+    if method == "n2p2":
+        untagged = [k for k, s in enumerate(structures) if not s.set_tag]
+        draws = np.ones(len(structures))
+        draws[untagged] = n2p2_draws(len(structures), seed, len(untagged))
+    else:
+        rng = np.random.Generator(np.random.PCG64(seed))
+        draws = rng.random(len(structures))
     train, test = [], []
     for k, s in enumerate(structures):
         tag = (s.set_tag or "").lower()

@@ -28,6 +28,7 @@ floating-point sums).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import logging
@@ -59,6 +60,7 @@ from hdnnp.training.force_kernels import batch_forces
 from hdnnp.training.statistics import (
     NormalizationStats,
     apply_normalization,
+    atom_energy_offsets,
     check_statistics,
     energy_normalization,
     merge_partials,
@@ -217,6 +219,9 @@ def initialize_weights(pot: Potential, cfg: TrainingConfig, seed: int) -> None:
     if cfg.weight_init == "torch" and cfg.bias_init == "torch":
         return
     gen = torch.Generator().manual_seed(seed)
+    if cfg.weight_init.startswith("n2p2_"):
+        _n2p2_init(pot, cfg, gen)
+        return
 
     def fill(t: torch.Tensor, how: str, fan_in: int, fan_out: int) -> None:
         if how == "torch":
@@ -250,6 +255,37 @@ def initialize_weights(pot: Potential, cfg: TrainingConfig, seed: int) -> None:
             fill(lin.bias, cfg.bias_init, lin.in_features, lin.out_features)
 
 
+def _n2p2_init(pot: Potential, cfg: TrainingConfig, gen: torch.Generator) -> None:
+    """n2p2's initial weights: uniform in [weights_min, weights_max) (weights and biases), then
+    Nguyen-Widrow (hidden layers: each neuron's weights rescaled to norm 0.7 n^(1/n_prev), biases
+    x 0.7 n^(1/n_prev), both x2 for tanh; the output neuron's first weight x0.5, as n2p2 does), or
+    Glorot-Bengio (weights of tanh layers x sqrt(6/(n_prev+n)); all biases 0)."""
+    lo, hi = cfg.weights_min, cfg.weights_max
+    with torch.no_grad():
+        for e in pot.elements:
+            net = pot.networks[e]
+            layers = list(net.layers)
+            for k, lin in enumerate(layers):
+                for t in (lin.weight, lin.bias):
+                    t.copy_(torch.rand(t.shape, generator=gen, dtype=t.dtype) * (hi - lo) + lo)
+                tanh = net.activation_letters[k] == "t"
+                n, n_prev = lin.out_features, lin.in_features
+                if cfg.weight_init == "n2p2_nguyen_widrow":
+                    if k < len(layers) - 1:
+                        beta = 0.7 * n ** (1.0 / n_prev)
+                        lin.weight.mul_(beta / lin.weight.norm(dim=1, keepdim=True))
+                        lin.bias.mul_(beta)
+                        if tanh:
+                            lin.weight.mul_(2.0)
+                            lin.bias.mul_(2.0)
+                    else:
+                        lin.weight[0, 0] *= 0.5
+                else:
+                    if tanh:
+                        lin.weight.mul_((6.0 / (n_prev + n)) ** 0.5)
+                    lin.bias.zero_()
+
+
 def make_optimizer(params, cfg: TrainingConfig):
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.learning_rate, betas=cfg.betas, eps=cfg.epsilon)
@@ -268,7 +304,7 @@ def make_optimizer(params, cfg: TrainingConfig):
 
 def make_scheduler(opt, cfg: TrainingConfig):
     """(scheduler, when): when is 'epoch' (stepped with the validation loss for plateau) or 'step'."""
-    if cfg.optimizer == "lbfgs" or cfg.lr_schedule == "none":
+    if cfg.optimizer in ("lbfgs", "kalman") or cfg.lr_schedule == "none":
         return None, None
     if cfg.lr_schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -339,7 +375,7 @@ class Trainer:
         _setup("SETUP: DATA")
         elements = sorted(self.settings.require("elements").values, key=lambda e: atomic_numbers.get(e, 0))
         check_data(st, elements, cfg.use_forces, str(self.data_path))
-        self.split = split or split_data(st, cfg.test_fraction, cfg.seed, str(self.data_path))
+        self.split = split or split_data(st, cfg.test_fraction, cfg.seed, str(self.data_path), cfg.split)
         n_at = sum(s.n_atoms for s in st)
         log.info("Data file: %s\nStructures: %d (%d atoms); training %d, validation %d (seed %d%s)",
                  self.data_path, len(st), n_at, len(self.split.train), len(self.split.test), cfg.seed,
@@ -352,14 +388,19 @@ class Trainer:
             log.info("Normalisation taken from %s (mean_energy, conv_energy, conv_length).", self.settings.path)
             self.norm_stats = None
         else:
-            offsets = {}
-            for line in self.settings.all("atom_energy"):
-                if len(line.values) >= 2:
-                    offsets[line.values[0]] = float(line.values[1])
+            offsets = atom_energy_offsets(self.settings)
             self.norm_stats = energy_normalization(st, offsets, elements, use_forces=cfg.use_forces)
-            apply_normalization(self.settings, self.norm_stats)
             log.info("Computed as nnp-norm does, over all %d structures:\n%s", len(st),
                      normalization_log(self.norm_stats).rstrip())
+            if cfg.optimizer == "kalman" and not cfg.normalize:
+                # n2p2 trains an input.nn without normalisation (and without normalize_data_set) in the data's
+                # units; its Kalman settings (kalman_eta, force_weight) are tuned for them: train in them too,
+                # with only the mean energy per atom removed (n2p2 learns that offset in its first updates)
+                self.norm_stats = dataclasses.replace(self.norm_stats, sigma_energy=1.0, sigma_force=1.0)
+                log.info("Kalman filter on an input.nn without normalisation: training in the data's units as "
+                         "nnp-train does (conv_energy = conv_length = 1; mean energy per atom removed); add "
+                         "normalize_data_set to train in normalised units.")
+            apply_normalization(self.settings, self.norm_stats)
         _end()
 
         pot = Potential.from_settings(self.settings, dtype=self.dtype, seed=cfg.seed)
@@ -601,7 +642,12 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def init_training(self, state: dict | None = None) -> None:
         cfg = self.cfg
-        self.optimizer = make_optimizer(self.pot.parameters(), cfg)
+        if cfg.optimizer == "kalman":
+            from hdnnp.training.kalman_training import KalmanTraining
+
+            self.optimizer = KalmanTraining(self)
+        else:
+            self.optimizer = make_optimizer(self.pot.parameters(), cfg)
         self.scheduler, self.sched_when = make_scheduler(self.optimizer, cfg)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.labels = unit_labels(self.settings)
@@ -650,12 +696,18 @@ class Trainer:
         if self.start_epoch == 0:
             _setup("TRAINING")
             n_tr = len(self.split.train)
-            bs = n_tr if cfg.optimizer == "lbfgs" else min(cfg.batch_size, n_tr)
-            log.info("Optimizer %s, learning rate %g, %d structures per batch (%d per epoch), schedule %s, early "
-                     "stopping %s; %d epochs; %d process(es), device %s, float%s", cfg.optimizer,
-                     cfg.learning_rate, bs, -(-n_tr // bs), "none" if self.scheduler is None else cfg.lr_schedule,
-                     f"after {cfg.early_stopping} epochs without improvement" if cfg.early_stopping else "off",
-                     cfg.epochs, dist.world, cfg.device, "64" if self.dtype == torch.float64 else "32")
+            bs = n_tr if cfg.optimizer in ("lbfgs", "kalman") else min(cfg.batch_size, n_tr)
+            if cfg.optimizer == "kalman":
+                log.info("Optimizer kalman (n2p2's Kalman filter, eta %g); early stopping %s; %d epochs; %d "
+                         "process(es), device %s, float%s", self.optimizer.kf.eta,
+                         f"after {cfg.early_stopping} epochs without improvement" if cfg.early_stopping else "off",
+                         cfg.epochs, dist.world, cfg.device, "64" if self.dtype == torch.float64 else "32")
+            else:
+                log.info("Optimizer %s, learning rate %g, %d structures per batch (%d per epoch), schedule %s, early "
+                         "stopping %s; %d epochs; %d process(es), device %s, float%s", cfg.optimizer,
+                         cfg.learning_rate, bs, -(-n_tr // bs), "none" if self.scheduler is None else cfg.lr_schedule,
+                         f"after {cfg.early_stopping} epochs without improvement" if cfg.early_stopping else "off",
+                         cfg.epochs, dist.world, cfg.device, "64" if self.dtype == torch.float64 else "32")
             train, test, _ = self.evaluate()
             rec = self._epoch_record(0, train, test, self.optimizer.param_groups[0]["lr"], 0.0)
             self.history.append(rec)
@@ -679,13 +731,17 @@ class Trainer:
         epoch = self.start_epoch
         for epoch in range(self.start_epoch + 1, cfg.epochs + 1):
             t_ep = time.perf_counter()
-            if cfg.optimizer == "lbfgs":
+            if cfg.optimizer == "kalman" and epoch > cfg.kalman_warmup:
+                self.optimizer.epoch(epoch, self.history[-1]["train"])
+                self.step_count += self.optimizer.n_updates["energy"] + self.optimizer.n_updates["force"]
+            elif cfg.optimizer in ("lbfgs", "kalman"):  # kalman: hdnnp_kalman_warmup epochs of L-BFGS first
                 batch = [int(g) for g in train_global]
 
                 def closure():
                     return torch.tensor(self._global_batch(batch, memo=True), dtype=torch.float64)
 
-                self.optimizer.step(closure)
+                opt = self.optimizer if cfg.optimizer == "lbfgs" else self.optimizer.warmup
+                opt.step(closure)
                 self.step_count += 1
             else:
                 perm = torch.randperm(n_tr, generator=self.generator).numpy()
@@ -919,19 +975,20 @@ def train(config: str | Path | None = None, data: str | Path | None = None, run_
         # bad data is reported before anything is written
         elements = sorted(settings.require("elements").values, key=lambda e: atomic_numbers.get(e, 0))
         check_data(structures, elements, cfg.use_forces, str(inputs.data_path))
-        split = split_data(structures, cfg.test_fraction, cfg.seed, str(inputs.data_path))
+        split = split_data(structures, cfg.test_fraction, cfg.seed, str(inputs.data_path), cfg.split)
         created = not run_dir.exists()
         if dist.main:
             run_dir.mkdir(parents=True, exist_ok=True)
-        for msg in warn_msgs:
-            if dist.main:
-                warnings.warn(msg, stacklevel=2)
         with _LogToFile(run_dir / "train.log" if dist.main else None, console and dist.main):
             _setup("SETUP: SETTINGS")
             log.info("Configuration: %s%s", inputs.config_path, " (prototype control.in, converted to n2p2 "
                      "settings)" if inputs.prototype else "")
-            for msg in warn_msgs:
+            for msg in warn_msgs:  # one line each (train.log and the console), not also a UserWarning
                 log.info("WARNING: %s", msg)
+            if cfg.sources.get("optimizer", "").endswith("updater_type 1") and cfg.optimizer != "kalman":
+                log.info("updater_type 1 (Kalman filter): hdnnp trains with %s, which reaches n2p2's Kalman accuracy "
+                         "sooner (README, Training); add 'hdnnp_optimizer kalman' for n2p2's Kalman filter",
+                         cfg.optimizer)
             _end()
             trainer = Trainer(settings, cfg, structures, inputs.data_path, run_dir, dist, progress, force_backend)
             try:

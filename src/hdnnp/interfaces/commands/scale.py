@@ -73,13 +73,14 @@ def run_norm(args: argparse.Namespace) -> int:
 
     from hdnnp.io.input_nn import Settings
     from hdnnp.io.n2p2_data import read_input_data
-    from hdnnp.training.statistics import apply_normalization, energy_normalization, normalization_log
+    from hdnnp.training.statistics import (apply_normalization, atom_energy_offsets, energy_normalization,
+                                           normalization_log)
 
     out = Path(args.output)
     _refuse(out, args.overwrite)
     settings = Settings.read(args.input_nn)
     elements = sorted(settings.require("elements").values, key=lambda e: atomic_numbers.get(e, 0))
-    offsets = {line.values[0]: float(line.values[1]) for line in settings.all("atom_energy") if len(line.values) >= 2}
+    offsets = atom_energy_offsets(settings)
     structures = read_input_data(args.input_data)
     for k, s in enumerate(structures):
         if s.energy is None:

@@ -24,8 +24,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:n] (default cpu)")
     p.add_argument("--epochs", type=int, help="number of epochs (with --resume: the new total)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
-    p.add_argument("--optimizer", choices=["adam", "sgd", "adagrad", "rmsprop", "lbfgs"],
-                   help="override the optimizer (hdnnp_optimizer)")
+    p.add_argument("--optimizer", choices=["adam", "sgd", "adagrad", "rmsprop", "lbfgs", "kalman"],
+                   help="override the optimizer (hdnnp_optimizer; kalman: n2p2's Kalman filter, kalman_* keywords)")
     p.add_argument("--learning-rate", type=float, help="override the learning rate")
     p.add_argument("--batch-size", type=int, help="structures per optimizer step")
     p.add_argument("--force-weight", type=float, help="weight of the force term of the loss")
