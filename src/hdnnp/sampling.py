@@ -296,6 +296,195 @@ def _label(calculator) -> str:
     return type(calculator).__name__.lower()
 
 
+@dataclass
+class _Plan:
+    """What one ``sample`` call does: the trajectories, their frame targets and the MD settings."""
+
+    label: str
+    output: Path
+    periodic: bool
+    runs: list[tuple[float, int]]  # (temperature K, seed), in order
+    targets: list[int]  # MD frames per run
+    done: dict[tuple[str, str], int]  # MD frames already in the output per trajectory key
+    existing: ExistingFrames
+    timestep_fs: float
+    friction_per_fs: float
+    equilibration_steps: int
+    interval: int
+    rattle_A: float
+    strain: float
+    copies: int
+
+    @property
+    def n_todo(self) -> int:
+        return sum(self.targets) - sum(self.done.values())
+
+
+def _log_plan(plan: _Plan, atoms, calculator, temps: list[float], trajectories: int, seed: int) -> None:
+    log.info("*** SETUP: SAMPLING ***")
+    log.info("structure     : %s, %d atoms, %s", atoms.get_chemical_formula(), len(atoms),
+             "periodic" if plan.periodic else "non-periodic")
+    params = getattr(calculator, "parameters", None) or {}
+    shown = {k: v for k, v in params.items() if k in ("method", "accuracy", "charge", "multiplicity")}
+    log.info("calculator    : %s (%s%s)", plan.label, type(calculator).__name__,
+             "".join(f", {k}={v}" for k, v in shown.items()))
+    log.info("temperatures  : %s K, %d trajector%s each (seed%s %s), frames per trajectory %s",
+             " ".join(_t_key(t) for t in temps), trajectories, "y" if trajectories == 1 else "ies",
+             "" if trajectories == 1 else "s", " ".join(str(seed + k) for k in range(trajectories)),
+             " ".join(map(str, plan.targets)))
+    log.info("MD            : Langevin, dt %g fs, friction %g/fs, %d equilibration steps, "
+             "a frame every %d steps", plan.timestep_fs, plan.friction_per_fs, plan.equilibration_steps,
+             plan.interval)
+    if plan.copies:
+        log.info("copies        : %d per frame, rattle %g A, strain %g", plan.copies, plan.rattle_A, plan.strain)
+    existing = plan.existing
+    if existing.n_frames:
+        log.info("resuming      : %s holds %d frames (%s)%s", plan.output, existing.n_frames,
+                 ", ".join(f"{k[0]} K seed {k[1]}: {v}" for k, v in
+                           sorted(existing.counts.items(), key=lambda kv: (float(kv[0][0]), kv[0][1]))),
+                 f", {existing.other} from elsewhere" if existing.other else "")
+    log.info("to do         : %d MD frames", plan.n_todo)
+
+
+class _FrameWriter:
+    """Appends frames to the output one at a time (flushed); a failed write (full disk) cuts the
+    partial frame and keeps every complete one."""
+
+    def __init__(self, output: Path, n_existing: int, callback: Callable[[Structure, dict], None] | None):
+        self.output = output
+        self.n_existing = n_existing
+        self.callback = callback
+        self.written = 0
+        try:
+            self.fh = open(output, "a", encoding="utf-8")
+        except OSError as exc:
+            raise HDNNPError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+    def write(self, structure: Structure, fields: dict) -> None:
+        pos = self.fh.tell()
+        try:
+            self.fh.write(format_structure(structure))
+            self.fh.flush()
+        except OSError as exc:  # full disk: cut the partial frame, keep every complete one
+            with contextlib.suppress(OSError):
+                os.truncate(self.output, pos)
+            raise HDNNPError(f"cannot write {self.output}: {exc.strerror or exc}; the "
+                             f"{self.n_existing + self.written} complete frames in it are kept: free space and "
+                             "rerun the same command to continue") from None
+        self.written += 1
+        if self.callback is not None:
+            self.callback(structure, fields)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):  # a full disk may fail the final flush: frames are complete
+            self.fh.close()
+
+
+def _evaluate(a, label: str) -> tuple[float, np.ndarray]:
+    """Energy and raw (unconstrained) forces of ``a``; refuses non-finite results or positions."""
+    energy = a.get_potential_energy()
+    forces = a.get_forces(apply_constraint=False)
+    if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
+        raise HDNNPError(f"calculator {label} returned a non-finite energy or force")
+    if not np.isfinite(a.positions).all():
+        raise HDNNPError("the MD blew up (non-finite positions): use a smaller --timestep-fs; no frame with "
+                         "them was written")
+    return float(energy), np.array(forces, dtype=np.float64)
+
+
+def _start_trajectory(plan: _Plan, atoms, calculator, temp: float, run_seed: int, n_done: int):
+    """The Langevin integrator of one trajectory: from ``atoms`` (new) or from its last frame in the
+    output (resumed; velocities redrawn). Returns (dyn, atoms, step, steps to the next frame, rng)."""
+    from ase import units
+    from ase.constraints import FixCom
+    from ase.md import velocitydistribution as vd
+    from ase.md.langevin import Langevin
+
+    key = _key(temp, run_seed)
+    rng = np.random.default_rng([run_seed, round(temp * 1000), n_done])
+    if n_done == 0:
+        md_atoms = atoms.copy()
+        step = 0
+        steps_next = plan.equilibration_steps
+    else:
+        last, fields = plan.existing.last[key]
+        if last.elements != list(atoms.get_chemical_symbols()):
+            raise HDNNPError(
+                f"{plan.output}: the last {key[0]} K (seed {run_seed}) frame has a different composition than the "
+                "starting structure; write to another file (-o)"
+            )
+        md_atoms = last.to_ase()
+        md_atoms.set_masses(atoms.get_masses())
+        step = int(fields.get("step", 0))
+        steps_next = plan.interval
+    md_atoms.set_constraint(FixCom())
+    md_atoms.calc = calculator
+    if hasattr(vd, "thermalize_momenta"):  # ASE >= 3.29
+        vd.thermalize_momenta(md_atoms, temperature_K=temp, rng=rng)
+    else:  # pragma: no cover - older ASE
+        vd.MaxwellBoltzmannDistribution(md_atoms, temperature_K=temp, rng=rng)
+    vd.Stationary(md_atoms)
+    if not plan.periodic:
+        vd.ZeroRotation(md_atoms)
+    dyn = Langevin(md_atoms, plan.timestep_fs * units.fs, temperature_K=temp,
+                   friction=plan.friction_per_fs / units.fs, fixcm=False, rng=rng)
+    return dyn, md_atoms, step, steps_next, rng
+
+
+def _write_copies(plan: _Plan, writer: _FrameWriter, md_atoms, calculator, rng, t_label: str, run_seed: int,
+                  step: int) -> None:
+    """``plan.copies`` perturbed copies of the current MD frame, each recomputed and written."""
+    label = plan.label
+    for c in range(1, plan.copies + 1):
+        pert = _perturbed(md_atoms, rng, plan.rattle_A, plan.strain, plan.periodic)
+        pert.calc = calculator
+        try:
+            e_c, f_c = _evaluate(pert, label)
+        except (HDNNPError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise HDNNPError(f"calculator {label} failed on copy {c} of the frame at "
+                             f"{t_label} K (seed {run_seed}) step {step}: {type(exc).__name__}: {exc}") from exc
+        cfields = {"calculator": label, "temperature_K": t_label, "step": step, "seed": run_seed,
+                   "kind": "copy", "copy": c, "rattle_A": f"{plan.rattle_A:g}", "strain": f"{plan.strain:g}"}
+        writer.write(_structure_from_atoms(pert, e_c, f_c, format_comment(**cfields)), cfields)
+
+
+def _run_trajectory(plan: _Plan, writer: _FrameWriter, bar, atoms, calculator, temp: float, run_seed: int,
+                    target: int) -> int:
+    """Make the missing MD frames (and their copies) of one trajectory; returns the MD steps run."""
+    key = _key(temp, run_seed)
+    t_label = key[0]
+    n_done = plan.done[key]
+    if n_done >= target:
+        return 0
+    bar.set_postfix_str(f"{t_label} K, seed {run_seed}")
+    dyn, md_atoms, step, steps_next, rng = _start_trajectory(plan, atoms, calculator, temp, run_seed, n_done)
+    label = plan.label
+    n_steps = 0
+    while n_done < target:
+        try:
+            dyn.run(steps_next)
+            energy, forces = _evaluate(md_atoms, label)
+        except (HDNNPError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise HDNNPError(
+                f"calculator {label} failed at {t_label} K (seed {run_seed}) near step {step + steps_next}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        n_steps += steps_next
+        step += steps_next
+        steps_next = plan.interval
+        fields = {"calculator": label, "temperature_K": t_label, "step": step, "seed": run_seed,
+                  "kind": "md", "timestep_fs": f"{plan.timestep_fs:g}"}
+        writer.write(_structure_from_atoms(md_atoms, energy, forces, format_comment(**fields)), fields)
+        n_done += 1
+        bar.update(1)
+        _write_copies(plan, writer, md_atoms, calculator, rng, t_label, run_seed, step)
+    return n_steps
+
+
 def sample(
     atoms,
     calculator,
@@ -342,11 +531,6 @@ def sample(
     ``KeyboardInterrupt`` is re-raised after the file is closed; every finished frame
     stays in ``output``.
     """
-    from ase import units
-    from ase.constraints import FixCom
-    from ase.md import velocitydistribution as vd
-    from ase.md.langevin import Langevin
-
     temps = [float(t) for t in temperatures_K]
     _check_arguments(atoms, temps, frames, timestep_fs, equilibration_steps, interval, seed,
                      friction_per_fs, rattle_A, strain, copies)
@@ -355,7 +539,6 @@ def sample(
         calculator = make_calculator(calculator)
     label = (label or _label(calculator)).replace(" ", "_")
     output = Path(output)
-    periodic = bool(atoms.pbc.all())
 
     existing = scan_existing(output)
     if existing.calculators and label not in existing.calculators:
@@ -368,146 +551,30 @@ def sample(
     runs = [(t, seed + k) for k in range(trajectories) for t in temps]  # (temperature, seed)
     targets = split_frames(frames, len(runs))
     done = {_key(t, sd): min(existing.counts.get(_key(t, sd), 0), n) for (t, sd), n in zip(runs, targets)}
-    n_todo = sum(targets) - sum(done.values())
-
-    log.info("*** SETUP: SAMPLING ***")
-    log.info("structure     : %s, %d atoms, %s", atoms.get_chemical_formula(), len(atoms),
-             "periodic" if periodic else "non-periodic")
-    params = getattr(calculator, "parameters", None) or {}
-    shown = {k: v for k, v in params.items() if k in ("method", "accuracy", "charge", "multiplicity")}
-    log.info("calculator    : %s (%s%s)", label, type(calculator).__name__,
-             "".join(f", {k}={v}" for k, v in shown.items()))
-    log.info("temperatures  : %s K, %d trajector%s each (seed%s %s), frames per trajectory %s",
-             " ".join(_t_key(t) for t in temps), trajectories, "y" if trajectories == 1 else "ies",
-             "" if trajectories == 1 else "s", " ".join(str(seed + k) for k in range(trajectories)),
-             " ".join(map(str, targets)))
-    log.info("MD            : Langevin, dt %g fs, friction %g/fs, %d equilibration steps, "
-             "a frame every %d steps", timestep_fs, friction_per_fs, equilibration_steps, interval)
-    if copies:
-        log.info("copies        : %d per frame, rattle %g A, strain %g", copies, rattle_A, strain)
-    if existing.n_frames:
-        log.info("resuming      : %s holds %d frames (%s)%s", output, existing.n_frames,
-                 ", ".join(f"{k[0]} K seed {k[1]}: {v}" for k, v in
-                           sorted(existing.counts.items(), key=lambda kv: (float(kv[0][0]), kv[0][1]))),
-                 f", {existing.other} from elsewhere" if existing.other else "")
-    log.info("to do         : %d MD frames", n_todo)
+    plan = _Plan(label, output, bool(atoms.pbc.all()), runs, targets, done, existing, timestep_fs,
+                 friction_per_fs, equilibration_steps, interval, rattle_A, strain, copies)
+    _log_plan(plan, atoms, calculator, temps, trajectories, seed)
 
     from tqdm import tqdm
 
-    written = 0
     n_steps = 0
     t0 = time.perf_counter()
     bar = tqdm(total=sum(targets), initial=sum(done.values()), unit="frame",
-               disable=not progress or n_todo == 0, dynamic_ncols=True)
-    try:
-        fh = open(output, "a", encoding="utf-8")
-    except OSError as exc:
-        raise HDNNPError(f"cannot write {output}: {exc.strerror or exc}") from None
-
-    def write(structure: Structure, fields: dict) -> None:
-        nonlocal written
-        pos = fh.tell()
-        try:
-            fh.write(format_structure(structure))
-            fh.flush()
-        except OSError as exc:  # full disk: cut the partial frame, keep every complete one
-            with contextlib.suppress(OSError):
-                os.truncate(output, pos)
-            raise HDNNPError(f"cannot write {output}: {exc.strerror or exc}; the {existing.n_frames + written} "
-                             "complete frames in it are kept: free space and rerun the same command to "
-                             "continue") from None
-        written += 1
-        if callback is not None:
-            callback(structure, fields)
-
-    def evaluate(a) -> tuple[float, np.ndarray]:
-        energy = a.get_potential_energy()
-        forces = a.get_forces(apply_constraint=False)
-        if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
-            raise HDNNPError(f"calculator {label} returned a non-finite energy or force")
-        if not np.isfinite(a.positions).all():
-            raise HDNNPError("the MD blew up (non-finite positions): use a smaller --timestep-fs; no frame with "
-                             "them was written")
-        return float(energy), np.array(forces, dtype=np.float64)
-
+               disable=not progress or plan.n_todo == 0, dynamic_ncols=True)
+    writer = _FrameWriter(output, existing.n_frames, callback)
     try:
         for (temp, run_seed), target in zip(runs, targets):
-            key = _key(temp, run_seed)
-            t_label = key[0]
-            n_done = done[key]
-            if n_done >= target:
-                continue
-            bar.set_postfix_str(f"{t_label} K, seed {run_seed}")
-            t_int = round(temp * 1000)
-            rng = np.random.default_rng([run_seed, t_int, n_done])
-            if n_done == 0:
-                md_atoms = atoms.copy()
-                step = 0
-                steps_next = equilibration_steps
-            else:
-                last, fields = existing.last[key]
-                if last.elements != list(atoms.get_chemical_symbols()):
-                    raise HDNNPError(
-                        f"{output}: the last {t_label} K (seed {run_seed}) frame has a different composition than the "
-                        "starting structure; write to another file (-o)"
-                    )
-                md_atoms = last.to_ase()
-                md_atoms.set_masses(atoms.get_masses())
-                step = int(fields.get("step", 0))
-                steps_next = interval
-            md_atoms.set_constraint(FixCom())
-            md_atoms.calc = calculator
-            if hasattr(vd, "thermalize_momenta"):  # ASE >= 3.29
-                vd.thermalize_momenta(md_atoms, temperature_K=temp, rng=rng)
-            else:  # pragma: no cover - older ASE
-                vd.MaxwellBoltzmannDistribution(md_atoms, temperature_K=temp, rng=rng)
-            vd.Stationary(md_atoms)
-            if not periodic:
-                vd.ZeroRotation(md_atoms)
-            dyn = Langevin(md_atoms, timestep_fs * units.fs, temperature_K=temp,
-                           friction=friction_per_fs / units.fs, fixcm=False, rng=rng)
-            while n_done < target:
-                try:
-                    dyn.run(steps_next)
-                    energy, forces = evaluate(md_atoms)
-                except (HDNNPError, KeyboardInterrupt):
-                    raise
-                except Exception as exc:
-                    raise HDNNPError(
-                        f"calculator {label} failed at {t_label} K (seed {run_seed}) near step {step + steps_next}: "
-                        f"{type(exc).__name__}: {exc}"
-                    ) from exc
-                n_steps += steps_next
-                step += steps_next
-                steps_next = interval
-                fields = {"calculator": label, "temperature_K": t_label, "step": step, "seed": run_seed,
-                          "kind": "md", "timestep_fs": f"{timestep_fs:g}"}
-                write(_structure_from_atoms(md_atoms, energy, forces, format_comment(**fields)), fields)
-                n_done += 1
-                bar.update(1)
-                for c in range(1, copies + 1):
-                    pert = _perturbed(md_atoms, rng, rattle_A, strain, periodic)
-                    pert.calc = calculator
-                    try:
-                        e_c, f_c = evaluate(pert)
-                    except (HDNNPError, KeyboardInterrupt):
-                        raise
-                    except Exception as exc:
-                        raise HDNNPError(f"calculator {label} failed on copy {c} of the frame at "
-                                         f"{t_label} K (seed {run_seed}) step {step}: {type(exc).__name__}: {exc}") from exc
-                    cfields = {"calculator": label, "temperature_K": t_label, "step": step, "seed": run_seed,
-                               "kind": "copy", "copy": c, "rattle_A": f"{rattle_A:g}", "strain": f"{strain:g}"}
-                    write(_structure_from_atoms(pert, e_c, f_c, format_comment(**cfields)), cfields)
+            n_steps += _run_trajectory(plan, writer, bar, atoms, calculator, temp, run_seed, target)
     except KeyboardInterrupt:
         bar.close()
         log.warning("interrupted: %d frames written in this run and kept in %s; "
-                    "run the same command again to continue", written, output)
+                    "run the same command again to continue", writer.written, output)
         raise
     finally:
         bar.close()
-        with contextlib.suppress(OSError):  # a full disk may fail the final flush: frames are complete
-            fh.close()
+        writer.close()
     elapsed = time.perf_counter() - t0
+    written = writer.written
     if written:
         log.info("wrote %d frames to %s in %.1f s (%d MD steps, %.3g s per step)",
                  written, output, elapsed, n_steps, elapsed / max(n_steps, 1))
