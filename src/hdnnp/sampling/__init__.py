@@ -25,262 +25,43 @@ MD frames are counted when resuming: copies of the last frame before an interrup
 were not finished are not made up.
 """
 
-from __future__ import annotations
 
 import contextlib
-
-import importlib
 import logging
 import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from hdnnp.errors import HDNNPError, ReadError
-from hdnnp.io.n2p2_data import format_structure, iter_input_data
+from hdnnp.errors import HDNNPError
+from hdnnp.io.n2p2_data import format_structure
 from hdnnp.io.structure_files import read_atoms as read_structure  # noqa: F401  (public name)
+from hdnnp.sampling.calculators import (  # noqa: F401  (public names)
+    CALCULATOR_NAMES,
+    XTB_ACCURACY,
+    XTB_THREAD_DEFAULTS,
+    make_calculator,
+    set_thread_defaults,
+)
+from hdnnp.sampling.frames import (  # noqa: F401  (public names)
+    COMMENT_TAG,
+    ExistingFrames,
+    _key,
+    _t_key,
+    format_comment,
+    parse_comment,
+    scan_existing,
+    split_frames,
+)
 from hdnnp.structure import Structure
 
 log = logging.getLogger(__name__)
 
-#: the built-in calculator names accepted by ``make_calculator``
-CALCULATOR_NAMES = ("emt", "gfn2-xtb", "gfn1-xtb")
-#: first word of the comment line written with every frame
-COMMENT_TAG = "hdnnp-sample"
 
-#: thread settings for tblite (anchors/ENGINES.md: with several OpenMP threads and
-#: the default wait policy, GFN2-xTB calls slowed down 2-20x at random; one OpenMP
-#: thread is stable). Applied with ``setdefault``: a value the user set wins.
-XTB_THREAD_DEFAULTS = {
-    "OMP_NUM_THREADS": "1",
-    "OMP_WAIT_POLICY": "PASSIVE",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-}
-
-
-# --------------------------------------------------------------------- calculators
-def set_thread_defaults(defaults: dict[str, str] | None = None) -> dict[str, str]:
-    """Set thread environment variables the user has not set; return the ones set here.
-
-    Must run before the library that reads them (tblite's OpenMP runtime) is loaded.
-    """
-    chosen = {}
-    for key, value in (XTB_THREAD_DEFAULTS if defaults is None else defaults).items():
-        if key not in os.environ:
-            os.environ[key] = value
-            chosen[key] = value
-    return chosen
-
-
-#: tblite SCF accuracy used for reference data. tblite's default (1.0) leaves force noise of
-#: ~2e-4 eV/Å between a call that starts from the previous step's wavefunction and a fresh
-#: call; 0.1 brings it to ~1e-5 eV/Å for ~15 % more time (56-atom Al/O/H cluster, GFN2-xTB).
-XTB_ACCURACY = 0.1
-
-
-def make_calculator(spec: str, charge: int | None = None, multiplicity: int | None = None,
-                    accuracy: float = XTB_ACCURACY):
-    """Build an ASE calculator from a name or an import path.
-
-    spec : ``emt`` (ASE's EMT), ``gfn2-xtb`` / ``gfn1-xtb`` (tblite, optional extra
-        ``pip install tblite``), or ``package.module:factory`` where ``factory()``
-        returns an ASE calculator (a calculator object at that path is used as is).
-    charge, multiplicity : total charge and spin multiplicity (tblite only).
-    accuracy : tblite's SCF accuracy (smaller is tighter; tblite's own default is 1.0).
-
-    Returns the calculator; energies must be in eV and forces in eV/Å (ASE units).
-    """
-    name = spec.strip()
-    key = name.lower()
-    if key == "emt":
-        if charge or multiplicity:
-            raise HDNNPError("--charge/--multiplicity apply to gfn1-xtb/gfn2-xtb only, not to emt")
-        from ase.calculators.emt import EMT
-
-        return EMT()
-    if key in ("gfn2-xtb", "gfn1-xtb"):
-        chosen = set_thread_defaults()
-        if chosen:
-            log.info("tblite threads: %s (set OMP_NUM_THREADS yourself to override)",
-                     " ".join(f"{k}={v}" for k, v in chosen.items()))
-        try:
-            from tblite.ase import TBLite
-        except ImportError:
-            raise HDNNPError(
-                f"calculator {name!r} needs tblite, which is not installed; "
-                "install it with 'pip install tblite' (or 'pip install hdnnp[xtb]')"
-            ) from None
-        if not accuracy > 0.0:
-            raise HDNNPError(f"accuracy must be > 0, found {accuracy}")
-        kwargs = {"method": "GFN2-xTB" if key == "gfn2-xtb" else "GFN1-xTB", "verbosity": 0,
-                  "accuracy": float(accuracy)}
-        if charge is not None:
-            kwargs["charge"] = charge
-        if multiplicity is not None:
-            kwargs["multiplicity"] = multiplicity
-        return TBLite(**kwargs)
-    if ":" in name:
-        module_name, _, attr = name.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise HDNNPError(f"calculator {name!r}: cannot import module {module_name!r} ({exc})") from None
-        obj = module
-        for part in attr.split("."):
-            if not hasattr(obj, part):
-                raise HDNNPError(f"calculator {name!r}: module {module_name!r} has no attribute {attr!r}")
-            obj = getattr(obj, part)
-        if not isinstance(obj, type) and hasattr(obj, "get_potential_energy"):
-            return obj  # a calculator object
-        if not callable(obj):
-            raise HDNNPError(f"calculator {name!r}: {attr!r} is neither a calculator nor callable")
-        try:
-            calc = obj()
-        except Exception as exc:
-            raise HDNNPError(f"calculator {name!r}: calling {attr}() failed: {type(exc).__name__}: {exc}") from exc
-        if not hasattr(calc, "get_potential_energy"):
-            raise HDNNPError(f"calculator {name!r}: {attr}() returned {type(calc).__name__}, not an ASE calculator")
-        return calc
-    raise HDNNPError(
-        f"unknown calculator {name!r}; expected one of {', '.join(CALCULATOR_NAMES)} "
-        "or an import path 'package.module:factory' returning an ASE calculator"
-    )
-
-
-# ------------------------------------------------------------------ starting structure
-# ------------------------------------------------------------------ frame bookkeeping
-def split_frames(frames: int, n_temperatures: int) -> list[int]:
-    """Split a frame budget over temperatures as evenly as possible (earlier ones get the rest)."""
-    base, rest = divmod(frames, n_temperatures)
-    return [base + (1 if k < rest else 0) for k in range(n_temperatures)]
-
-
-def _t_key(temperature_K: float) -> str:
-    return f"{float(temperature_K):g}"
-
-
-def _key(temperature_K: float, seed) -> tuple[str, str]:
-    """A trajectory: (temperature as written in the comments, seed)."""
-    return _t_key(temperature_K), str(seed)
-
-
-def format_comment(**fields) -> str:
-    """The ``comment`` text of one frame: ``hdnnp-sample key=value ...``."""
-    return " ".join([COMMENT_TAG] + [f"{k}={v}" for k, v in fields.items()])
-
-
-def parse_comment(comment: str) -> dict[str, str] | None:
-    """``key=value`` fields of an ``hdnnp-sample`` comment, or None for other comments."""
-    words = comment.split()
-    if not words or words[0] != COMMENT_TAG:
-        return None
-    out = {}
-    for w in words[1:]:
-        k, sep, v = w.partition("=")
-        if sep:
-            out[k] = v
-    return out
-
-
-@dataclass
-class ExistingFrames:
-    """What an output file already holds (for resuming).
-
-    counts : MD frames per trajectory key (``(f"{T:g}", seed)``, see ``_key``).
-    last : the last MD frame (Structure) and its fields per trajectory key.
-    calculators : calculator labels seen; seeds : seeds seen; other : frames without our comment.
-    """
-
-    counts: dict[tuple[str, str], int] = field(default_factory=dict)
-    last: dict[tuple[str, str], tuple[Structure, dict[str, str]]] = field(default_factory=dict)
-    calculators: set[str] = field(default_factory=set)
-    seeds: set[str] = field(default_factory=set)
-    n_frames: int = 0
-    other: int = 0
-
-
-def _repair_tail(path: Path) -> None:
-    """Cut a partly written last frame (a kill during a write) and ensure a final newline.
-
-    Only a trailing block that starts with ``begin`` and has no ``end`` is removed;
-    anything else is left for the reader to report.
-    """
-    data = path.read_bytes()
-    pos = last_end = 0
-    tail_first_word = None
-    for line in data.splitlines(keepends=True):
-        pos += len(line)
-        words = line.split()
-        if not words:
-            continue
-        if words[0] == b"end":
-            last_end = pos
-            tail_first_word = None
-        elif tail_first_word is None:
-            tail_first_word = words[0]
-    if last_end < len(data) and data[last_end:].strip() and tail_first_word == b"begin":
-        _check_own_partial_frame(path, data, last_end)
-        log.warning("%s: removing a partly written last frame (%d bytes after the last 'end')",
-                    path, len(data) - last_end)
-        os.truncate(path, last_end)
-        data = data[:last_end]
-    if data and not data.endswith(b"\n"):
-        with open(path, "ab") as fh:
-            fh.write(b"\n")
-
-
-def _check_own_partial_frame(path: Path, data: bytes, last_end: int) -> None:
-    """A trailing block without ``end`` is cut only when ``hdnnp sample`` wrote it (its comment
-    line, or no complete line after ``begin``); a user's own last frame is reported instead."""
-    tail = data[last_end:]
-    complete = tail.split(b"\n")[:-1]  # lines that end with a newline
-    words = [ln.split() for ln in complete if ln.strip()]
-    ours = len(words) <= 1 or (words[1][:2] == [b"comment", COMMENT_TAG.encode()])
-    if not ours:
-        begin_line = data.count(b"\n", 0, last_end) + 1 + next(
-            k for k, ln in enumerate(tail.split(b"\n")) if ln.strip())
-        raise ReadError(path, begin_line, "the last structure has no 'end' (truncated file?); it was not written "
-                                          "by hdnnp sample, so it is not removed: add its 'end' line or delete it, "
-                                          "then rerun")
-
-
-def scan_existing(path: str | Path) -> ExistingFrames:
-    """Count the frames already in ``path`` per trajectory (temperature and seed, from the comments)."""
-    path = Path(path)
-    ex = ExistingFrames()
-    if not path.exists() or path.stat().st_size == 0:
-        return ex
-    _repair_tail(path)
-    for s in iter_input_data(path, wrap=False):
-        ex.n_frames += 1
-        fields = None
-        for c in s.comments:
-            fields = parse_comment(c)
-            if fields is not None:
-                break
-        if fields is None or "temperature_K" not in fields:
-            ex.other += 1
-            continue
-        ex.calculators.add(fields.get("calculator", "?"))
-        ex.seeds.add(fields.get("seed", "?"))
-        if fields.get("kind", "md") != "md":
-            continue
-        try:
-            key = _key(float(fields["temperature_K"]), fields.get("seed", "?"))
-        except ValueError:
-            ex.other += 1
-            continue
-        ex.counts[key] = ex.counts.get(key, 0) + 1
-        ex.last[key] = (s, fields)
-    return ex
-
-
-# ------------------------------------------------------------------------- sampling
 def _structure_from_atoms(atoms, energy: float, forces: np.ndarray, comment: str) -> Structure:
     return Structure(
         elements=list(atoms.get_chemical_symbols()),
