@@ -251,3 +251,40 @@ def test_tblite_gfn2_frames_match_fresh_calls(tmp_path):
         de = abs(ref.get_potential_energy() - s.energy)
         df = float(np.abs(ref.get_forces() - s.forces).max())
         assert de < 1e-6 and df < 1e-4, f"GFN2-xTB frame differs from a fresh call: dE {de:.2e} eV, dF {df:.2e} eV/A"
+
+
+@pytest.mark.slow
+def test_shipped_alho_frames_reproduced_bit_for_bit(tmp_path):
+    """``hdnnp sample`` remakes the first two 300 K seed-1 frames of examples/alho/input.data byte for byte
+    (the command of examples/alho/README.md; 210 GFN2-xTB MD steps of the 56-atom cluster)."""
+    import importlib.metadata
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import ase
+
+    pytest.importorskip("tblite")
+    if (ase.__version__, importlib.metadata.version("tblite")) != ("3.29.0", "0.8.0"):
+        pytest.skip("the shipped frames were made with ASE 3.29.0 and tblite 0.8.0")
+    from hdnnp.io.n2p2_data import format_structure, iter_input_data
+
+    root = Path(__file__).resolve().parents[1]
+    example = root / "examples" / "alho"
+    out = tmp_path / "seed1.data"
+    # a fresh process with one OpenMP thread, as the data were made (tblite's results depend on the
+    # thread count, which is fixed when tblite is first loaded, possibly by another test)
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(root / "src")] + os.environ.get("PYTHONPATH", "").split(os.pathsep))}
+    proc = subprocess.run([sys.executable, "-m", "hdnnp.cli", "sample", str(example / "start.xyz"), "-o", str(out),
+                           "--calculator", "gfn2-xtb", "--temperatures-K", "300", "--timestep-fs", "0.5",
+                           "--equilibration-steps", "200", "--interval", "10", "--frames", "2", "--seed", "1",
+                           "--no-progress"], env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    shipped = [format_structure(s) for s in iter_input_data(example / "input.data", wrap=False)
+               if {"temperature_K": "300", "seed": "1"}.items() <= (parse_comment(s.comments[0]) or {}).items()][:2]
+    made = [format_structure(s) for s in iter_input_data(out, wrap=False)]
+    assert len(made) == len(shipped) == 2
+    for k, (a, b) in enumerate(zip(made, shipped)):
+        assert a == b, f"frame {k + 1} (300 K, seed 1) differs from the shipped examples/alho/input.data"

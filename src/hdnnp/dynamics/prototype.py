@@ -24,6 +24,7 @@ import logging
 from pathlib import Path
 
 from hdnnp.errors import ReadError
+from hdnnp.io.potential_directory import PotentialDirectory
 
 log = logging.getLogger("hdnnp")
 
@@ -62,7 +63,7 @@ def molecular_dynamics(control_file: str | Path = "control.in", output_dir: str 
         raise cf.error("length_unit" if "length" in str(exc) else "energy_unit", str(exc)) from None
 
     model = cf.resolve("model_path")
-    if not (model / "input.nn").is_file():
+    if not PotentialDirectory(model).settings_path.is_file():
         raise cf.error("model_path", f"model_path {model} has no input.nn (expected an n2p2-format "
                                      "potential directory, as hdnnp training writes)")
     from hdnnp.model.potential import Potential

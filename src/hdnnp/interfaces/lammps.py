@@ -48,7 +48,6 @@ written rounded up.
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +57,7 @@ from ase.data import atomic_masses, atomic_numbers
 from hdnnp.dynamics.forcefield import resolve_units
 from hdnnp.errors import HDNNPError, ReadError
 from hdnnp.io.n2p2_keywords import HDNNP_KEYWORD_PREFIX, keyword_of, n2p2_knows
+from hdnnp.io.potential_directory import SCALING_FILE, PotentialDirectory, weights_name
 
 #: empty space between the atoms and a non-periodic box edge (Å)
 VACUUM_ANGSTROM = 5.0
@@ -119,18 +119,18 @@ def _ceil(x: float, digits: int = 6) -> float:
 
 def write_potential_dir(potential_dir: Path, target: Path, elements: list[str]) -> list[str]:
     """Copy an n2p2 potential directory for n2p2/LAMMPS; returns the stripped keyword lines."""
-    target.mkdir(parents=True, exist_ok=True)
-    raw = (potential_dir / "input.nn").read_bytes()
+    src, dst = PotentialDirectory(potential_dir), PotentialDirectory(target)
+    dst.path.mkdir(parents=True, exist_ok=True)
+    raw = src.settings_path.read_bytes()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise ReadError(potential_dir / "input.nn", None, "not UTF-8 text") from None
+        raise ReadError(src.settings_path, None, "not UTF-8 text") from None
     new, removed = strip_for_n2p2(text)
-    (target / "input.nn").write_bytes(new.encode("utf-8") if removed else raw)
-    shutil.copyfile(potential_dir / "scaling.data", target / "scaling.data")
+    dst.settings_path.write_bytes(new.encode("utf-8") if removed else raw)
+    dst.copy_file_from(src, SCALING_FILE)
     for e in elements:
-        name = f"weights.{atomic_numbers[e]:03d}.data"
-        shutil.copyfile(potential_dir / name, target / name)
+        dst.copy_file_from(src, weights_name(e))
     return removed
 
 

@@ -10,7 +10,6 @@ energies are converted as E = sum_i E_i / conv_energy + N mean_energy + offsets.
 from __future__ import annotations
 
 import logging
-import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +20,9 @@ from ase.data import atomic_numbers
 from torch import nn
 
 from hdnnp.descriptors.sf_set import SymmetryFunctionSet
-from hdnnp.errors import ReadError
 from hdnnp.io.input_nn import Settings
-from hdnnp.io.scaling_data import ScalingStats, read_scaling_data, write_scaling_data
-from hdnnp.io.weights_data import read_hardness, read_weights, write_hardness, write_weights
+from hdnnp.io.potential_directory import SCALING_FILE, SETTINGS_FILE, PotentialDirectory
+from hdnnp.io.scaling_data import ScalingStats, read_scaling_data
 from hdnnp.model.network import ElementNetwork
 from hdnnp.model.topology import initial_hardness, topology
 from hdnnp.model.scaling import ElementScaling, element_scaling, scaling_mode
@@ -105,10 +103,15 @@ class Potential(nn.Module):
 
     def __init__(self, settings: Settings, sf_set: SymmetryFunctionSet, networks: dict[str, ElementNetwork],
                  scaling_stats: list[ScalingStats] | None, device: str = "cpu",
-                 dtype: torch.dtype = torch.float64, sf_backend: str = "auto", fourg=None):
+                 dtype: torch.dtype = torch.float64, sf_backend: str = "auto", fourg=None,
+                 source: PotentialDirectory | None = None, scaling_path: str | Path | None = None):
         """fourg : None (2G) or (charge networks per element, hardness per element in physical units)
-        for a 4G potential (``hdnnp.model.fourg``)."""
+        for a 4G potential (``hdnnp.model.fourg``).
+        source : the potential directory this potential was read from (``save`` copies its input.nn
+        byte for byte), or None; scaling_path : where ``scaling_stats`` came from (for error messages)."""
         super().__init__()
+        self.source = source
+        self._scaling_path = str(scaling_path) if scaling_path else SCALING_FILE
         self.sf_backend = _check_sf_backend(sf_backend)
         self._torch_sf_cache: dict = {}
         self._sf_fallback_warned = False
@@ -151,31 +154,36 @@ class Potential(nn.Module):
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_n2p2(cls, directory: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float64,
-                  settings_file: str = "input.nn", sf_backend: str = "auto") -> "Potential":
+                  settings_file: str = SETTINGS_FILE, sf_backend: str = "auto") -> "Potential":
         """Load ``input.nn``, ``scaling.data`` and ``weights.%03d.data`` from a directory.
 
         sf_backend : "auto" (torch on a CUDA device, else numba), "numba" or "torch" (see the class).
         """
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise ReadError(directory, None, "potential directory not found")
-        settings = Settings.read(directory / settings_file)
-        pot = cls.from_settings(settings, device=device, dtype=dtype, scaling_path=directory / "scaling.data",
-                                sf_backend=sf_backend)
+        pdir = PotentialDirectory(directory, settings_file)
+        pdir.check_exists()
+        settings = pdir.read_settings()
+        pot = cls.from_settings(settings, device=device, dtype=dtype, scaling_path=pdir.scaling_path,
+                                sf_backend=sf_backend, source=pdir)
         for e in pot.elements:
-            z = atomic_numbers[e]
             net = pot.networks[e]
-            net.set_weights(read_weights(directory / f"weights.{z:03d}.data", net.layer_sizes))
+            net.set_weights(pdir.read_weights(e, net.layer_sizes))
         if pot.is_fourg:
-            pot.load_fourg_files(directory)
-        pot.directory = directory
+            pot.load_fourg_files(pdir)
         return pot
+
+    @property
+    def directory(self) -> Path | None:
+        """The directory this potential was read from (None when built from settings only)."""
+        return self.source.path if self.source is not None else None
 
     @classmethod
     def from_settings(cls, settings: Settings, device: str = "cpu", dtype: torch.dtype = torch.float64,
                       scaling_path: str | Path | None = None, scaling_stats: list[ScalingStats] | None = None,
-                      seed: int | None = None, sf_backend: str = "auto") -> "Potential":
-        """Architecture from ``input.nn``; weights random (torch init) until loaded or trained."""
+                      seed: int | None = None, sf_backend: str = "auto",
+                      source: PotentialDirectory | None = None) -> "Potential":
+        """Architecture from ``input.nn``; weights random (torch init) until loaded or trained.
+
+        source : the potential directory whose input.nn ``settings`` is (``save`` copies it)."""
         path = settings.path
         n_el = settings.get_int("number_of_elements")
         el_line = settings.require("elements")
@@ -219,8 +227,8 @@ class Potential(nn.Module):
         if scaling_stats is None and scaling_path is not None:
             scaling_stats = read_scaling_data(scaling_path, [sf_set.n_sf[e] for e in sf_set.elements])
             scaling_path = str(scaling_path)
-        pot = cls(settings, sf_set, networks, None, device=device, dtype=dtype, sf_backend=sf_backend, fourg=fourg)
-        pot._scaling_path = str(scaling_path) if scaling_path else "scaling.data"
+        pot = cls(settings, sf_set, networks, None, device=device, dtype=dtype, sf_backend=sf_backend, fourg=fourg,
+                  source=source, scaling_path=scaling_path)
         pot.set_scaling(scaling_stats)
         return pot
 
@@ -230,16 +238,15 @@ class Potential(nn.Module):
         """True for a 4G-HDNNP (``nnp_generation 4``): chi networks, Qeq and electrostatics."""
         return self.electrostatics is not None
 
-    def load_fourg_files(self, directory: str | Path) -> None:
+    def load_fourg_files(self, directory: str | Path | PotentialDirectory) -> None:
         """Read ``weightse.ZZZ.data`` (chi networks) and ``hardness.ZZZ.data`` from a directory."""
-        directory = Path(directory)
+        pdir = directory if isinstance(directory, PotentialDirectory) else PotentialDirectory(directory)
         ce = self.normalization.conv_energy if self.normalization else 1.0
         J = []
         for e in self.elements:
-            z = atomic_numbers[e]
             net = self.charge_networks[e]
-            net.set_weights(read_weights(directory / f"weightse.{z:03d}.data", net.layer_sizes))
-            J.append(read_hardness(directory / f"hardness.{z:03d}.data") * ce / self.conv_charge ** 2)
+            net.set_weights(pdir.read_charge_weights(e, net.layer_sizes))
+            J.append(pdir.read_hardness(e) * ce / self.conv_charge ** 2)
         with torch.no_grad():
             self.electrostatics.hardness.copy_(torch.as_tensor(J, dtype=self.dtype))
 
@@ -266,8 +273,7 @@ class Potential(nn.Module):
             if stats is None:
                 sc = ElementScaling(0.0, np.ones(n), np.zeros(n))
             else:
-                sc = element_scaling(stats[k], self.scaling_mode, smin, smax,
-                                     getattr(self, "_scaling_path", "scaling.data"), e)
+                sc = element_scaling(stats[k], self.scaling_mode, smin, smax, self._scaling_path, e)
             self.scalings[e] = sc
         # torch copies for the network input, (n_sf,) per element
         self._scale_t = {
@@ -560,34 +566,25 @@ class Potential(nn.Module):
 
     # -------------------------------------------------------------------- saving
     def save(self, directory: str | Path, overwrite: bool = False) -> Path:
-        """Write an n2p2 potential directory (input.nn, scaling.data, weights.XXX.data).
+        """Write an n2p2 potential directory (input.nn, scaling.data, weights.XXX.data; 4G: also
+        weightse.XXX.data, hardness.XXX.data). input.nn is copied byte for byte from the directory
+        the potential was read from (``source``), else written from ``settings``.
 
         Refuses to overwrite existing files unless ``overwrite`` (nothing a user wrote is lost).
         """
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        targets = [directory / "input.nn", directory / "scaling.data"] + [
-            directory / f"weights.{atomic_numbers[e]:03d}.data" for e in self.elements
-        ]
-        if self.is_fourg:
-            targets += [directory / f"{kind}.{atomic_numbers[e]:03d}.data" for e in self.elements
-                        for kind in ("weightse", "hardness")]
+        pdir = PotentialDirectory(directory)
+        pdir.path.mkdir(parents=True, exist_ok=True)
         if not overwrite:
-            existing = [str(t) for t in targets if t.exists()]
+            existing = [str(t) for t in pdir.existing(self.elements, self.is_fourg)]
             if existing:
                 raise FileExistsError(f"refusing to overwrite {', '.join(existing)} (use a new directory)")
-        src = getattr(self, "directory", None)
-        if src is not None and (Path(src) / "input.nn").resolve() != targets[0].resolve():
-            shutil.copyfile(Path(src) / "input.nn", targets[0])
-        else:
-            self.settings.write(targets[0])
+        pdir.write_settings(self.settings, source=self.source)
         if self.scaling_stats is not None:
-            write_scaling_data(targets[1], self.scaling_stats)
+            pdir.write_scaling(self.scaling_stats)
         for e in self.elements:
-            write_weights(directory / f"weights.{atomic_numbers[e]:03d}.data", self.networks[e].get_weights())
+            pdir.write_weights(e, self.networks[e].get_weights())
         if self.is_fourg:
             for e, J in zip(self.elements, self.hardness_physical()):
-                z = atomic_numbers[e]
-                write_weights(directory / f"weightse.{z:03d}.data", self.charge_networks[e].get_weights())
-                write_hardness(directory / f"hardness.{z:03d}.data", J)
-        return directory
+                pdir.write_charge_weights(e, self.charge_networks[e].get_weights())
+                pdir.write_hardness(e, J)
+        return pdir.path

@@ -29,13 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ase.data import atomic_numbers
 
 from hdnnp.errors import HDNNPError
-from hdnnp.io.input_nn import Settings
 from hdnnp.io.n2p2_data import read_input_data
-from hdnnp.io.scaling_data import write_scaling_data
-from hdnnp.io.weights_data import write_hardness, write_weights
+from hdnnp.io.potential_directory import PotentialDirectory
 
 log = logging.getLogger("hdnnp")
 
@@ -113,11 +110,13 @@ def train_stage1(input_nn: str | Path, data: str | Path, run_dir: str | Path, ep
 
     t0 = time.perf_counter()
     input_nn, run_dir = Path(input_nn), Path(run_dir)
-    settings = Settings.read(input_nn)
+    src = PotentialDirectory(input_nn.parent, input_nn.name)
+    settings = src.read_settings()
     if settings.nnp_generation() != 4:
         raise HDNNPError(f"{input_nn}: stage 1 needs a 4G input.nn (nnp_generation 4)")
-    scaling = input_nn.parent / "scaling.data"
-    pot = Potential.from_settings(settings, scaling_path=scaling if scaling.is_file() else None, seed=seed)
+    scaling = src.scaling_path
+    pot = Potential.from_settings(settings, scaling_path=scaling if scaling.is_file() else None, seed=seed,
+                                  source=src)
     structures = read_input_data(data)
     if not scaling.is_file():
         pot.set_scaling(sf_statistics(pot.sf_set, structures))
@@ -165,24 +164,25 @@ def train_stage1(input_nn: str | Path, data: str | Path, run_dir: str | Path, ep
         log.info("stage 1 epoch %3d: charge RMSE train %.4e test %.4e (e)", epoch, row[1], row[2])
     with torch.no_grad():
         pot.electrostatics.hardness.copy_(h.detach() ** 2)
-    _write_stage1(pot, input_nn, run_dir, result.curve)
+    _write_stage1(pot, src, run_dir, result.curve)
     result.wall_time_s = time.perf_counter() - t0
     return result
 
 
-def _write_stage1(pot, input_nn: Path, run_dir: Path, curve) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if input_nn.resolve() != (run_dir / "input.nn").resolve():
-        shutil.copyfile(input_nn, run_dir / "input.nn")
+def _write_stage1(pot, src: PotentialDirectory, run_dir: Path, curve) -> None:
+    """The stage-1 potential directory: input.nn copied from ``src`` (as input.nn), scaling.data,
+    weightse/hardness files, the short weights of ``src`` copied when it has them, the curve."""
+    out = PotentialDirectory(run_dir)
+    out.path.mkdir(parents=True, exist_ok=True)
+    if src.settings_path.resolve() != out.settings_path.resolve():
+        shutil.copyfile(src.settings_path, out.settings_path)
     if pot.scaling_stats is not None:
-        write_scaling_data(run_dir / "scaling.data", pot.scaling_stats)
+        out.write_scaling(pot.scaling_stats)
     for e, J in zip(pot.elements, pot.hardness_physical()):
-        z = atomic_numbers[e]
-        write_weights(run_dir / f"weightse.{z:03d}.data", pot.charge_networks[e].get_weights())
-        write_hardness(run_dir / f"hardness.{z:03d}.data", J)
-        short = input_nn.parent / f"weights.{z:03d}.data"
-        if short.is_file() and short.resolve() != (run_dir / short.name).resolve():
-            shutil.copyfile(short, run_dir / short.name)
+        out.write_charge_weights(e, pot.charge_networks[e].get_weights())
+        out.write_hardness(e, J)
+        if src.weights_path(e).is_file():
+            out.copy_file_from(src, src.weights_path(e).name)
     lines = ["#" * 78, "# Learning curve, stage 1 (charges; hdnnp, columns as n2p2).", "#" * 78,
              "#        1                2                3                4                5",
              "#    epoch   RMSE_Qtrain_pu    RMSE_Qtest_pu    MAE_Qtrain_pu     MAE_Qtest_pu", "#" * 78]
@@ -308,12 +308,12 @@ def train_stage2(stage1_dir: str | Path, data: str | Path, run_dir: str | Path, 
     from hdnnp.model.potential import Potential
 
     t0 = time.perf_counter()
-    stage1_dir, run_dir = Path(stage1_dir), Path(run_dir)
-    settings = Settings.read(stage1_dir / "input.nn")
+    stage1, run_dir = PotentialDirectory(stage1_dir), Path(run_dir)
+    settings = stage1.read_settings()
     if settings.nnp_generation() != 4:
-        raise HDNNPError(f"{stage1_dir / 'input.nn'}: stage 2 needs a 4G input.nn (nnp_generation 4)")
-    pot = Potential.from_settings(settings, scaling_path=stage1_dir / "scaling.data", seed=seed)
-    pot.load_fourg_files(stage1_dir)
+        raise HDNNPError(f"{stage1.settings_path}: stage 2 needs a 4G input.nn (nnp_generation 4)")
+    pot = Potential.from_settings(settings, scaling_path=stage1.scaling_path, seed=seed, source=stage1)
+    pot.load_fourg_files(stage1)
     for p in list(pot.charge_networks.parameters()) + [pot.electrostatics.hardness]:
         p.requires_grad_(False)
     fw = force_weight if force_weight is not None else settings.get_float("force_weight", 10.0)
@@ -366,7 +366,6 @@ def train_stage2(stage1_dir: str | Path, data: str | Path, run_dir: str | Path, 
         result.curve.append((epoch, e_tr, e_te, f_tr, f_te))
         log.info("stage 2 epoch %3d: RMSE E/atom train %.4e test %.4e, F train %.4e test %.4e", epoch, e_tr, e_te,
                  f_tr, f_te)
-    pot.directory = stage1_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     pot.save(run_dir, overwrite=True)
     lines = ["#" * 94, "# Learning curve, stage 2 (energies and forces; hdnnp).", "#" * 94,

@@ -31,6 +31,7 @@ import numpy as np
 from ase.data import atomic_numbers
 
 from hdnnp.errors import HDNNPError
+from hdnnp.io.potential_directory import WEIGHTS_GLOB
 from hdnnp.io.prototype import read_control
 
 #: files this entry point writes (``overwrite=True`` removes exactly these first)
@@ -91,7 +92,7 @@ def training(control_file: str | Path, save: bool = True, output_dir: str | Path
                              "earlier training there, or choose output_dir")
         for name in OUTPUT_FILES:
             (out / name).unlink(missing_ok=True)
-        for w in out.glob("weights.[0-9][0-9][0-9].data"):
+        for w in out.glob(WEIGHTS_GLOB):
             w.unlink()
     extra = (lambda trainer: write_function_data(out / "function.data", trainer)) if save else None
     return train(config=control_file, run_dir=out, epochs=epochs, overrides=overrides, progress=progress,

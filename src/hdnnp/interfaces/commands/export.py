@@ -90,8 +90,9 @@ FOURG_LAMMPS = (
 def _refuse_fourg(directory) -> None:
     """A clear refusal for 4G potentials (see FOURG_LAMMPS)."""
     from hdnnp.errors import HDNNPError
-    from hdnnp.io.input_nn import Settings
+    from hdnnp.io.potential_directory import PotentialDirectory
 
-    path = directory / "input.nn"
-    if path.is_file() and Settings.read(path).nnp_generation() == 4:
+    pdir = PotentialDirectory(directory)
+    path = pdir.settings_path
+    if path.is_file() and pdir.read_settings().nnp_generation() == 4:
         raise HDNNPError(f"{path}: this potential {FOURG_LAMMPS}")
