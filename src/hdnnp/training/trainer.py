@@ -48,8 +48,7 @@ from ase.data import atomic_numbers
 from hdnnp.errors import HDNNPError, SettingsError
 from hdnnp.io.input_nn import Settings
 from hdnnp.io.n2p2_data import read_input_data
-from hdnnp.io.scaling_data import read_scaling_data, write_scaling_data
-from hdnnp.io.weights_data import read_weights, write_weights
+from hdnnp.io.potential_directory import PotentialDirectory
 from hdnnp.model.potential import Potential
 from hdnnp.structure import Structure
 from hdnnp.training import metrics as M
@@ -596,7 +595,7 @@ class Trainer:
     # ------------------------------------------------------------------ files
     def write_weights(self, directory: Path) -> None:
         for e in self.elements:
-            write_weights(directory / f"weights.{atomic_numbers[e]:03d}.data", self.pot.networks[e].get_weights())
+            PotentialDirectory(directory).write_weights(e, self.pot.networks[e].get_weights())
 
     def _write_epoch_files(self, rec: dict, fresh: bool) -> None:
         if not self.dist.main:
@@ -926,7 +925,7 @@ def train(config: str | Path | None = None, data: str | Path | None = None, run_
                 warnings.warn(f"{run_dir}: checkpoint written by {state['world_size']} process(es), resumed with "
                               f"{dist.world}: the result will differ from an uninterrupted run in the last digits",
                               stacklevel=2)
-            settings = Settings.read(run_dir / "input.nn")
+            settings = PotentialDirectory(run_dir).read_settings()
             cfg = TrainingConfig.from_dict(state["config"])
             if epochs is not None:
                 cfg.epochs = epochs
@@ -938,7 +937,7 @@ def train(config: str | Path | None = None, data: str | Path | None = None, run_
                 log.info("\n*** RESUMING %s after epoch %d ***", run_dir, state["epoch"])
                 trainer = Trainer(settings, cfg, structures, data_path, run_dir, dist, progress, force_backend)
                 sf_set = Potential.from_settings(settings).sf_set
-                stats = read_scaling_data(run_dir / "scaling.data", [sf_set.n_sf[e] for e in sf_set.elements])
+                stats = PotentialDirectory(run_dir).read_scaling([sf_set.n_sf[e] for e in sf_set.elements])
                 trainer.prepare(split=split, scaling_stats=stats)
                 trainer.init_training(state)
                 result = trainer.run(stop_after=stop_after)
@@ -1001,8 +1000,7 @@ def train(config: str | Path | None = None, data: str | Path | None = None, run_
             if cfg.use_old_weights:
                 for e in trainer.elements:
                     net = trainer.pot.networks[e]
-                    net.set_weights(read_weights(inputs.config_path.parent / f"weights.{atomic_numbers[e]:03d}.data",
-                                                 net.layer_sizes))
+                    net.set_weights(PotentialDirectory(inputs.config_path.parent).read_weights(e, net.layer_sizes))
             else:
                 initialize_weights(trainer.pot, cfg, cfg.seed)
             # the run directory's input.nn: the user's lines + normalisation + resolved training keywords
@@ -1013,8 +1011,8 @@ def train(config: str | Path | None = None, data: str | Path | None = None, run_
             else:
                 settings.remove("use_short_forces")
             if dist.main:
-                settings.write(run_dir / "input.nn")
-                write_scaling_data(run_dir / "scaling.data", trainer.scaling_stats)
+                PotentialDirectory(run_dir).write_settings(settings)
+                PotentialDirectory(run_dir).write_scaling(trainer.scaling_stats)
                 meta = {
                     "config": cfg.to_dict(), "config_file": str(inputs.config_path),
                     "data_file": str(inputs.data_path), "prototype": inputs.prototype,
