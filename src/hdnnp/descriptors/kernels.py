@@ -125,7 +125,7 @@ def symmetry_functions(species, pair_start, pair_j, pair_vec, pair_dist, atom_be
     pair_start : (n_atoms + 1,) int64 CSR offsets into the pair arrays.
     pair_j : (n_pairs,) int64; pair_vec : (n_pairs, 3); pair_dist : (n_pairs,).
     atom_begin, atom_end : the central atoms treated, a range (chunks of a structure).
-    tables : the tuple ``SymmetryFunctionSet.kernel_tables``.
+    tables : ``KernelTables`` (``SymmetryFunctionSet.kernel_tables``).
     mode : 0 values only, 1 values and D, 2 pair gradients only (needs dEdG; G is not computed).
     dEdG : (atom_end - atom_begin, max_sf) derivative of the energy w.r.t. raw G (mode 2);
         any (1, max_sf) array otherwise.
@@ -138,12 +138,12 @@ def symmetry_functions(species, pair_start, pair_j, pair_vec, pair_dist, atom_be
     D : (m, max_sf, 3) or (0, max_sf, 3), m = pair_start[atom_end] - pair_start[atom_begin]
     (row r is pair pair_start[atom_begin] + r); pair_grad : (m, 3) or (0, 3).
     """
-    (n_sf, iparams, fparams, rad_idx, rad_coef, rad_cnt,
-     grp_n, grp_i, grp_f,
-     blk_id, blk_q0, blk_nq, blk_k0, blk_nk, blk_e0, blk_ne, blk_flag, blk_rcn,
-     q_i, q_f, kind_i, kind_f, ent_s, ent_q, ent_k) = tables
-    n_el = rad_cnt.shape[0]
-    max_sf = fparams.shape[1]
+    n_el = tables.rad_cnt.shape[0]
+    max_sf = tables.fparams.shape[1]
+    blk_nq = tables.blk_nq
+    blk_nk = tables.blk_nk
+    blk_id = tables.blk_id
+    grp_n = tables.grp_n
     n_at = atom_end - atom_begin
     pbase = pair_start[atom_begin]
     m_pairs = pair_start[atom_end] - pbase
@@ -155,7 +155,7 @@ def symmetry_functions(species, pair_start, pair_j, pair_vec, pair_dist, atom_be
     for b_ in range(blk_nq.shape[0]):
         mq = max(mq, blk_nq[b_])
         mk = max(mk, blk_nk[b_])
-    mg = max(1, grp_i.shape[1])
+    mg = max(1, tables.grp_i.shape[1])
     nnmax = 1
     for i in range(atom_begin, atom_end):
         nnmax = max(nnmax, pair_start[i + 1] - pair_start[i])
@@ -233,21 +233,19 @@ def symmetry_functions(species, pair_start, pair_j, pair_vec, pair_dist, atom_be
         if mode == 2:
             w = dEdG[i - atom_begin]
         t1 = W_t1[tid]
-        _radial_sfs(mode, ii, e, est, loc, lv, ld, linv, iparams, fparams, rad_idx, rad_coef, rad_cnt,
+        _radial_sfs(mode, ii, e, est, loc, lv, ld, linv, tables,
                     w, G, D, pbase, lpg, t1[0], t1[1], t1[2], t1[4], t1[5])
         if grp_n[e] > 0 and nn >= 2:
             RT = W_RT[tid]
             dRT = W_dRT[tid]
-            _group_factors(e, nn, ld, grp_n, grp_i, grp_f, RT, dRT, t1[4], t1[5])
+            _group_factors(e, nn, ld, tables, RT, dRT, t1[4], t1[5])
             for ea in range(n_el):
                 for eb in range(ea, n_el):
                     blk = blk_id[e, ea, eb]
                     if blk < 0:
                         continue
                     _angular_block(mode, ii, ea, eb, est, loc, lv, linv, RT, dRT, w, G, D, pbase, lpg,
-                                   blk_q0[blk], blk_nq[blk], blk_k0[blk], blk_nk[blk], blk_e0[blk],
-                                   blk_ne[blk], blk_flag[blk], blk_rcn[blk],
-                                   q_i, q_f, kind_i, kind_f, ent_s, ent_q, ent_k,
+                                   blk, tables,
                                    W_alive[tid], W_ta[tid], W_tb[tid], t1[0], t1[1], t1[2], t1[3], t1[4], t1[5],
                                    W_Jm[tid], W_dJm[tid], W_Am[tid], W_dAm[tid], W_P[tid], W_WA[tid],
                                    W_WdA[tid], W_sv[tid], W_M[tid])

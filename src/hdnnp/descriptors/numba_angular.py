@@ -96,7 +96,7 @@ def _compact_kind(n, theta, isin, center, scale, core, A, dA):
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _flush(mode, n, ta, tb, loc, lv, linv, RT, dRT, G, ii, D, pbase, lpg,
-           q0, nq, k0, nk, flag, q_i, q_f, kind_i, kind_f, ent_s, ent_k,
+           q0, nq, k0, nk, flag, tables,
            cosv, djkv, theta, isin, fcv, dfcv, Jm, dJm, Am, dAm, P, WA, WdA, sv, M):
     """Process a list of n triplets (neighbour pairs ta[t] < tb[t] of one block).
 
@@ -107,6 +107,12 @@ def _flush(mode, n, ta, tb, loc, lv, linv, RT, dRT, G, ii, D, pbase, lpg,
     WdA_q = sum_k W_kq dA_k, the four derivatives of sum_s w_s G_s w.r.t. cos, r_ij, r_ik, r_jk
     of every triplet, turned into gradients on the two pairs.
     """
+    q_i = tables.q_i
+    q_f = tables.q_f
+    kind_i = tables.kind_i
+    kind_f = tables.kind_f
+    ent_s = tables.ent_s
+    ent_k = tables.ent_k
     narrow = (flag & 1) != 0
     narrow_only = (flag & 2) != 0
     compact_kinds = (flag & 4) != 0
@@ -301,14 +307,27 @@ def _flush(mode, n, ta, tb, loc, lv, linv, RT, dRT, G, ii, D, pbase, lpg,
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _angular_block(mode, ii, ea, eb, est, loc, lv, linv, RT, dRT, w, G, D, pbase, lpg,
-                   q0, nq, k0, nk, e0, ne_, flag, rcn, q_i, q_f, kind_i, kind_f, ent_s, ent_q, ent_k,
+                   blk, tables,
                    alive, ta, tb, cosv, djkv, theta, isin, fcv, dfcv, Jm, dJm, Am, dAm, P, WA, WdA, sv, M):
-    """Angular SFs of one atom for one block of neighbour elements (ea <= eb).
+    """Angular SFs of one atom for one block ``blk`` of neighbour elements (ea <= eb).
 
     The triplets (a, b) (a of element ea, b of element eb, a < b) that can contribute are listed
     (both neighbours inside the support of some group; for purely narrow blocks also r_jk below
     the largest cutoff) and processed in chunks of the list capacity by ``_flush``.
     """
+    q0 = tables.blk_q0[blk]
+    nq = tables.blk_nq[blk]
+    k0 = tables.blk_k0[blk]
+    nk = tables.blk_nk[blk]
+    e0 = tables.blk_e0[blk]
+    ne_ = tables.blk_ne[blk]
+    flag = tables.blk_flag[blk]
+    rcn = tables.blk_rcn[blk]
+    q_i = tables.q_i
+    q_f = tables.q_f
+    ent_s = tables.ent_s
+    ent_q = tables.ent_q
+    ent_k = tables.ent_k
     narrow_only = (flag & 2) != 0
     rcn2 = rcn * rcn
     cap = ta.shape[0]
@@ -347,7 +366,7 @@ def _angular_block(mode, ii, ea, eb, est, loc, lv, linv, RT, dRT, w, G, D, pbase
         while b0 < bend:
             if n == cap:
                 _flush(mode, np.int64(n), ta, tb, loc, lv, linv, RT, dRT, G, ii, D, pbase, lpg,
-                       q0, nq, k0, nk, flag, q_i, q_f, kind_i, kind_f, ent_s, ent_k,
+                       q0, nq, k0, nk, flag, tables,
                        cosv, djkv, theta, isin, fcv, dfcv, Jm, dJm, Am, dAm, P, WA, WdA, sv, M)
                 n = 0
             b1 = min(bend, b0 + cap - n)  # candidates that fit in the list
@@ -369,7 +388,7 @@ def _angular_block(mode, ii, ea, eb, est, loc, lv, linv, RT, dRT, w, G, D, pbase
             b0 = b1
     if n > 0:
         _flush(mode, np.int64(n), ta, tb, loc, lv, linv, RT, dRT, G, ii, D, pbase, lpg,
-               q0, nq, k0, nk, flag, q_i, q_f, kind_i, kind_f, ent_s, ent_k,
+               q0, nq, k0, nk, flag, tables,
                cosv, djkv, theta, isin, fcv, dfcv, Jm, dJm, Am, dAm, P, WA, WdA, sv, M)
     if mode != 2:
         for en in range(e0, e0 + ne_):

@@ -49,12 +49,17 @@ def _compact_radial(n, d, rl, rc, center, scale, core, asym, f, df):
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
-def _radial_sfs(mode, ii, e, est, loc, lv, ld, linv, iparams, fparams, rad_idx, rad_coef, rad_cnt,
+def _radial_sfs(mode, ii, e, est, loc, lv, ld, linv, tables,
                 w, G, D, pbase, lpg, tv, tdv, acc, fcv, dfcv):
     """Radial SFs of one atom (types 2, 12, 20, 23); neighbours in element order.
 
     Per SF, one loop over the neighbours of its element; consecutive SFs with the same cutoff
     share the cutoff values (fcv, dfcv). tv, tdv, acc: work arrays (>= neighbour count)."""
+    iparams = tables.iparams
+    fparams = tables.fparams
+    rad_idx = tables.rad_idx
+    rad_coef = tables.rad_coef
+    rad_cnt = tables.rad_cnt
     n_el = rad_cnt.shape[0]
     for ej in range(n_el):
         cnt = rad_cnt[e, ej]
@@ -118,13 +123,15 @@ def _radial_sfs(mode, ii, e, est, loc, lv, ld, linv, iparams, fparams, rad_idx, 
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
-def _group_factors(e, nn, ld, grp_n, grp_i, grp_f, RT, dRT, fcv, dfcv):
+def _group_factors(e, nn, ld, tables, RT, dRT, fcv, dfcv):
     """RT[g, a], dRT[g, a]: radial factor of group g at neighbour a (0 outside its support);
     groups sorted by cutoff share the cutoff values."""
+    grp_i = tables.grp_i
+    grp_f = tables.grp_f
     last_rc = -1.0
     last_cut = -1
     last_alpha = -1.0
-    for g in range(grp_n[e]):
+    for g in range(tables.grp_n[e]):
         rc = grp_f[e, g, GF_RC]
         if grp_i[e, g, GI_COMPACT] != 0:
             _compact_radial(nn, ld, grp_f[e, g, GF_RL], rc, grp_f[e, g, GF_CR], grp_f[e, g, GF_SR],

@@ -12,6 +12,7 @@ import numpy as np
 from ase.data import atomic_numbers
 
 from hdnnp.descriptors import kernels as K
+from hdnnp.descriptors.tables import KernelTables
 from hdnnp.descriptors.symmetry_functions import (
     SymmetryFunction,
     SymmetryFunctionError,
@@ -259,12 +260,16 @@ class SymmetryFunctionSet:
         k_f = np.array(k_rows_f, dtype=np.float64).reshape(-1, K.N_KF)
         ent_a = np.array(ent, dtype=np.int64).reshape(-1, 3)
         self._n_sf = np.array([len(self.functions[e]) for e in self.elements], dtype=np.int64)
-        self.kernel_tables = (
-            self._n_sf, ip, fp, rad_idx, rad_coef, rad_cnt,
-            grp_n, grp_i, grp_f,
-            blk_id, *[np.ascontiguousarray(bi[:, c]) for c in range(7)], np.ascontiguousarray(brow[:, 7]),
-            q_i, q_f, k_i, k_f,
-            np.ascontiguousarray(ent_a[:, 0]), np.ascontiguousarray(ent_a[:, 1]), np.ascontiguousarray(ent_a[:, 2]),
+        blk_cols = [np.ascontiguousarray(bi[:, c]) for c in range(7)]
+        self.kernel_tables = KernelTables(
+            n_sf=self._n_sf, iparams=ip, fparams=fp, rad_idx=rad_idx, rad_coef=rad_coef, rad_cnt=rad_cnt,
+            grp_n=grp_n, grp_i=grp_i, grp_f=grp_f, blk_id=blk_id,
+            blk_q0=blk_cols[0], blk_nq=blk_cols[1], blk_k0=blk_cols[2], blk_nk=blk_cols[3],
+            blk_e0=blk_cols[4], blk_ne=blk_cols[5], blk_flag=blk_cols[6],
+            blk_rcn=np.ascontiguousarray(brow[:, 7]),
+            q_i=q_i, q_f=q_f, kind_i=k_i, kind_f=k_f,
+            ent_s=np.ascontiguousarray(ent_a[:, 0]), ent_q=np.ascontiguousarray(ent_a[:, 1]),
+            ent_k=np.ascontiguousarray(ent_a[:, 2]),
         )
         self._znum = {e: float(atomic_numbers[e]) for e in self.elements}
 
