@@ -56,7 +56,7 @@ Work spaces are allocated once per call and thread (``numba.get_thread_id``), no
 Atoms are independent: a thread computes each atom alone, so results do not depend on the
 number of threads (bitwise).
 
-Tables (see ``SymmetryFunctionSet.kernel_tables``): per-SF rows ``iparams``/``fparams``;
+Tables (``tables.KernelTables``, built from the SF plan ``plan.SymmetryFunctionPlan``): per-SF rows ``iparams``/``fparams``;
 ``rad_idx``/``rad_coef``/``rad_cnt``: radial SFs of central element e seen by a neighbour of
 element ej, with the weight Z_j for types 12/23; ``grp_i``/``grp_f``: radial groups per element;
 ``blk_*``: per block (e, ea, eb) the range of its groups in ``q_i``/``q_f`` (with the weight c),
@@ -78,7 +78,6 @@ from hdnnp.descriptors.cutoff import cutoff_vec as _cutoff_vec  # noqa: F401 (re
 from hdnnp.descriptors.numba_angular import TRIPLET_CHUNK, _angular_block
 from hdnnp.descriptors.numba_math import _FASTMATH, _acos, _exp, _ipow  # noqa: F401 (re-export)
 from hdnnp.descriptors.numba_radial import _group_factors, _radial_sfs
-from hdnnp.descriptors.tables import *  # noqa: F401,F403 (column constants, re-exported)
 
 
 _THREADS_READY = False
@@ -137,6 +136,11 @@ def symmetry_functions(species, pair_start, pair_j, pair_vec, pair_dist, atom_be
     G : (n, max_sf) with n = atom_end - atom_begin (zeros in mode 2);
     D : (m, max_sf, 3) or (0, max_sf, 3), m = pair_start[atom_end] - pair_start[atom_begin]
     (row r is pair pair_start[atom_begin] + r); pair_grad : (m, 3) or (0, 3).
+
+    Longer than ~100 lines on purpose: the per-thread work spaces must be allocated in this
+    function, before the ``prange`` loop that indexes them by thread id (numba cannot return a
+    structure of them from a helper without a tuple of ~20 arrays), and the loop body is the
+    per-atom driver (local neighbour copy sorted by element, then radial and angular parts).
     """
     n_el = tables.rad_cnt.shape[0]
     max_sf = tables.fparams.shape[1]

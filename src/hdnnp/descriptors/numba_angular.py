@@ -106,6 +106,10 @@ def _flush(mode, n, ta, tb, loc, lv, linv, RT, dRT, G, ii, D, pbase, lpg,
     mode 2: with W = M (c_q dE/dG summed over the SFs of (k, q)), WA_q = sum_k W_kq A_k and
     WdA_q = sum_k W_kq dA_k, the four derivatives of sum_s w_s G_s w.r.t. cos, r_ij, r_ik, r_jk
     of every triplet, turned into gradients on the two pairs.
+
+    Kept as one function (~200 lines): it is the kernels' innermost hot loop, its steps share
+    a dozen per-triplet work arrays that helpers would all have to take as arguments, and the
+    three modes share the first steps (cos, r_jk, J, A). (Not measured split.)
     """
     q_i = tables.q_i
     q_f = tables.q_f

@@ -4,6 +4,7 @@ radial factors R of the radial groups of angular SFs (see ``hdnnp.descriptors.ke
 from __future__ import annotations
 
 import numba
+import numpy as np
 
 from hdnnp.descriptors.cutoff import core_value_derivative as _core
 from hdnnp.descriptors.cutoff import cutoff_vec as _cutoff_vec
@@ -34,6 +35,15 @@ def _gaussian_radial(n, d, rs, eta, fc, dfc, v, dv):
         g = _exp(-eta * x * x)
         v[t] = g * fc[t]
         dv[t] = g * (dfc[t] - 2.0 * eta * x * fc[t])
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _cutoff_cached(n, d, rc, cut, alpha, last, fc, dfc):
+    """fc[t], dfc[t] = cutoff value and derivative at d[t], t < n, unless ``last`` == (rc, cut,
+    alpha) says they are there already (consecutive SFs/groups share a cutoff); returns the new key."""
+    if rc != last[0] or cut != last[1] or alpha != last[2]:
+        _cutoff_vec(n, d, rc, cut, alpha, fc, dfc)
+    return (rc, cut, alpha)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -77,9 +87,7 @@ def _radial_sfs(mode, ii, e, est, loc, lv, ld, linv, tables,
         if mode == 2:
             for t in range(nb):
                 ac[t] = 0.0
-        last_rc = -1.0
-        last_cut = -1
-        last_alpha = -1.0
+        last = (-1.0, np.int64(-1), -1.0)  # (r_c, type, alpha) of the cutoff values in fc, dfc
         for q in range(cnt):
             s = rad_idx[e, ej, q]
             rc = fparams[e, s, P_RC]
@@ -88,13 +96,7 @@ def _radial_sfs(mode, ii, e, est, loc, lv, ld, linv, tables,
                 _compact_radial(nb, d, fparams[e, s, P_RL], rc, fparams[e, s, P_CR], fparams[e, s, P_SR],
                                 iparams[e, s, I_CORE], iparams[e, s, I_ASYM] != 0, v, dv)
             else:
-                cut = iparams[e, s, I_CUT]
-                alpha = fparams[e, s, P_ALPHA]
-                if rc != last_rc or cut != last_cut or alpha != last_alpha:
-                    _cutoff_vec(nb, d, rc, cut, alpha, fc, dfc)
-                    last_rc = rc
-                    last_cut = cut
-                    last_alpha = alpha
+                last = _cutoff_cached(nb, d, rc, iparams[e, s, I_CUT], fparams[e, s, P_ALPHA], last, fc, dfc)
                 _gaussian_radial(nb, d, fparams[e, s, P_RS], fparams[e, s, P_ETA], fc, dfc, v, dv)
             if mode == 2:
                 ws = w[s] * c
@@ -128,21 +130,13 @@ def _group_factors(e, nn, ld, tables, RT, dRT, fcv, dfcv):
     groups sorted by cutoff share the cutoff values."""
     grp_i = tables.grp_i
     grp_f = tables.grp_f
-    last_rc = -1.0
-    last_cut = -1
-    last_alpha = -1.0
+    last = (-1.0, np.int64(-1), -1.0)  # (r_c, type, alpha) of the cutoff values in fcv, dfcv
     for g in range(tables.grp_n[e]):
         rc = grp_f[e, g, GF_RC]
         if grp_i[e, g, GI_COMPACT] != 0:
             _compact_radial(nn, ld, grp_f[e, g, GF_RL], rc, grp_f[e, g, GF_CR], grp_f[e, g, GF_SR],
                             grp_i[e, g, GI_CORE], grp_i[e, g, GI_ASYM] != 0, RT[g], dRT[g])
             continue
-        cut = grp_i[e, g, GI_CUT]
-        alpha = grp_f[e, g, GF_ALPHA]
-        if rc != last_rc or cut != last_cut or alpha != last_alpha:
-            _cutoff_vec(nn, ld, rc, cut, alpha, fcv, dfcv)
-            last_rc = rc
-            last_cut = cut
-            last_alpha = alpha
+        last = _cutoff_cached(nn, ld, rc, grp_i[e, g, GI_CUT], grp_f[e, g, GF_ALPHA], last, fcv, dfcv)
         _gaussian_radial(nn, ld, grp_f[e, g, GF_RS], grp_f[e, g, GF_ETA], fcv, dfcv, RT[g], dRT[g])
 

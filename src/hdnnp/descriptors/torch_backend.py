@@ -22,6 +22,8 @@ How the work is organised (vectorised; no Python loop over atoms)
   selected once; one (n_pairs_block, n_sf_block) matrix of exp(-eta (r - r_s)^2) f_c(r) (or the
   compact C_r(r)) is formed by broadcasting, with each distinct cutoff function evaluated once,
   and scatter-added to the atoms (``index_add_``).
+* the grouping of the SFs (blocks, radial groups, angular kinds) is the SF plan
+  (``hdnnp.descriptors.plan``, ``sf_set.plan``), the same one the numba tables are built from.
 * angular SFs: all have the form c * A(cos theta) * R(r_ij) R(r_ik) J(r_jk). SFs sharing the
   radial factor R (a *group*: eta, r_s, cutoff or the compact window, narrowness, weight c) and
   SFs sharing A (a *kind*: lambda, zeta, or the compact angular window) are evaluated once per
@@ -56,7 +58,7 @@ import torch
 
 from hdnnp.descriptors.cutoff import core_torch as _core  # noqa: F401 (re-export)
 from hdnnp.descriptors.cutoff import cutoff_torch as cutoff  # noqa: F401 (re-export)
-from hdnnp.descriptors.symmetry_functions import angle_radians
+from hdnnp.descriptors.plan import GroupKey, KindKey, group_key
 from hdnnp.descriptors.torch_basis import _AngularKinds, _RadialBasis
 
 #: symmetry-function types this backend evaluates
@@ -195,26 +197,16 @@ class TorchSymmetryFunctions:
 
     # ------------------------------------------------------------------ tables
     def _build(self) -> None:
+        """Radial and angular blocks from the SF plan (``sf_set.plan``): the plan's grouping, in
+        the torch layout (narrow groups first, kinds in order of first use)."""
         sfs = self.sf_set
         dev, dt = self.device, self.dtype
         for e, el in enumerate(sfs.elements):
-            rad: dict[int, list] = {}
-            ang: dict[tuple, dict] = {}
-            for s, sf in enumerate(sfs.functions[el]):
-                if sf.compact:
-                    spec = ("c", sf.r_low, sf.r_cut, sf.core, bool(sf.asymmetric))
-                else:
-                    spec = ("g", sf.eta, sf.r_shift, sf.r_cut, sf.cutoff_type, sf.cutoff_alpha)
-                if not sf.angular:
-                    for a, w in sfs.neighbor_weights(sf):
-                        rad.setdefault(a, []).append((s, spec, w))
-                    continue
-                if sf.compact:
-                    kind = ("c", angle_radians(sf.angle_left), angle_radians(sf.angle_right), sf.core)
-                else:
-                    kind = ("g", sf.lambda_, sf.zeta)
-                for a, b, c in sfs.neighbor_weights(sf):
-                    ang.setdefault((a, b), {}).setdefault((bool(sf.narrow), spec, c), []).append((s, kind))
+            ep = sfs.plan.elements[e]
+            fns = sfs.functions[el]
+            rad = {a: [(s, _spec(group_key(fns[s])), w) for s, w in lst] for a, lst in ep.radial.items()}
+            ang = {ab: {(g.narrow, _spec(g), c): [(s, _kind(k)) for s, k in ents] for (g, c), ents in blk.items()}
+                   for ab, blk in ep.angular.items()}
             for a, entries in sorted(rad.items()):
                 cols = [s for s, _, _ in entries]
                 specs = [sp for _, sp, _ in entries]
@@ -519,3 +511,17 @@ def _r_low(specs) -> float:
     """Lower end of the support of a list of radial specs (-inf when a Gaussian is among them)."""
     lows = [sp[1] if sp[0] == "c" else -math.inf for sp in specs]
     return min(lows)
+
+
+def _spec(g: GroupKey) -> tuple:
+    """A radial group as a ``_RadialBasis`` spec."""
+    if g.compact:
+        return ("c", g.r_low, g.r_cut, g.core, g.asymmetric)
+    return ("g", g.eta, g.r_shift, g.r_cut, g.cutoff_type, g.cutoff_alpha)
+
+
+def _kind(k: KindKey) -> tuple:
+    """An angular kind as an ``_AngularKinds`` spec (compact windows in radians)."""
+    if k.compact:
+        return ("c", k.left, k.right, k.core)
+    return ("g", k.lambda_, k.zeta)
