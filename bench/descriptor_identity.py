@@ -49,9 +49,10 @@ def collect() -> dict[str, np.ndarray]:
     return out
 
 
-def main() -> int:
+def main(collect_fn=None) -> int:
+    """``save PATH`` or ``check PATH`` (np.array_equal per array, dtype included) on ``collect_fn()``."""
     cmd, path = sys.argv[1], sys.argv[2]
-    res = collect()
+    res = (collect_fn or collect)()
     if cmd == "save":
         np.savez(path, **res)
         print(f"saved {len(res)} arrays to {path}")
@@ -62,9 +63,9 @@ def main() -> int:
         if k not in ref.files or k not in res:
             print("MISSING", k)
             bad += 1
-        elif not np.array_equal(ref[k], res[k]):
-            diff = np.max(np.abs(ref[k] - res[k])) if ref[k].shape == res[k].shape else "shape"
-            print("DIFFERENT", k, diff)
+        elif ref[k].dtype != res[k].dtype or not np.array_equal(ref[k], res[k]):
+            same = ref[k].shape == res[k].shape and ref[k].dtype.kind == "f" == res[k].dtype.kind
+            print("DIFFERENT", k, np.max(np.abs(ref[k] - res[k])) if same else "")
             bad += 1
     print(f"{len(res)} arrays compared, {bad} not identical")
     return 1 if bad else 0

@@ -51,21 +51,8 @@ def collect():
     return out
 
 
-def main() -> int:
-    cmd, path = sys.argv[1], sys.argv[2]
-    res = collect()
-    if cmd == "save":
-        np.savez(path, **res)
-        print(f"saved {len(res)} arrays")
-        return 0
-    ref = np.load(path)
-    bad = [k for k in sorted(set(ref.files) | set(res)) if k not in ref.files or k not in res
-           or ref[k].dtype != res[k].dtype or not np.array_equal(ref[k], res[k])]
-    for k in bad:
-        print("DIFFERENT", k)
-    print(f"{len(res)} arrays compared, {len(bad)} not identical")
-    return 1 if bad else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.path.insert(0, str(REPO / "bench"))
+    from descriptor_identity import main
+
+    sys.exit(main(collect))

@@ -190,7 +190,7 @@ def cutoff_function(r: np.ndarray, r_c: float, cut_type: int, alpha: float = 0.0
 
 # ----------------------------------------------------------------------------- torch
 def cutoff_torch(d: torch.Tensor, r_c: float, cut_type: int, alpha: float) -> torch.Tensor:
-    """n2p2 cutoff function f_c(d) (``hdnnp.descriptors.cutoff``), elementwise; 0 for d >= r_c.
+    """n2p2 cutoff function f_c(d) (table in the module docstring) on tensors, elementwise; 0 for d >= r_c.
 
     d : distances (any shape, length unit of the potential). Differentiable; finite gradients
     everywhere (masked branches are fed safe arguments).

@@ -3,7 +3,10 @@
 Modules: this one (the per-atom driver ``symmetry_functions``, pair-gradient contraction, forces
 and virial), ``numba_radial`` (radial SFs, group factors), ``numba_angular`` (triplet lists of
 angular SFs), ``numba_math`` (branch-free exp/acos), ``cutoff`` (cutoff and core functions of all
-executors), ``tables`` (the typed parameter tables).
+executors), ``tables`` (the typed parameter tables), ``plan`` (the SF grouping they come from).
+numba's on-disk cache (``cache=True``) checks only the source file of the function it loads:
+after editing a callee module (``numba_radial``, ``numba_angular``, ``cutoff``, ``numba_math``),
+delete ``__pycache__`` (or touch this file) so that ``symmetry_functions`` is recompiled.
 
 Conventions
 -----------
