@@ -60,12 +60,23 @@ class SymmetryFunction:
     line: int | None = field(default=None, compare=False)
 
     code: ClassVar[int]
+    #: parameters after ``<central> <type>`` on the settings line; ``param_names`` (the fields they
+    #: set, in order) is derived from it
     syntax: ClassVar[str]
     param_names: ClassVar[tuple[str, ...]]
+    #: fields that order the SFs of one type as n2p2 does ("e1": neighbour element index, "e1e2":
+    #: the two neighbour element indices, sorted)
+    sort_fields: ClassVar[tuple[str, ...]]
     angular: ClassVar[bool] = False
     narrow: ClassVar[bool] = False  # angular with the r_jk factor
     weighted: ClassVar[bool] = False
     compact: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "syntax" in cls.__dict__:  # "<e1> <eta> ... [<r_shift>]" -> ("eta", ...): no elements, no options
+            names = [tok.strip("<>") for tok in cls.syntax.split() if not tok.startswith("[")]
+            cls.param_names = tuple("lambda_" if n == "lambda" else n for n in names if n not in ("e1", "e2"))
 
     # ---------------------------------------------------------------- parsing
     @classmethod
@@ -138,7 +149,16 @@ class SymmetryFunction:
         return self.compact and len(self.subtype) == 3 and self.subtype.startswith("p")
 
     def sort_key(self, element_index: dict[str, int]) -> tuple:
-        raise NotImplementedError
+        """Order within the type (``sort_fields``), as n2p2 sorts its SFs."""
+        key = []
+        for name in self.sort_fields:
+            if name == "e1":
+                key.append(self._el(element_index, 0))
+            elif name == "e1e2":
+                key.extend(sorted((self._el(element_index, 0), self._el(element_index, 1))))
+            else:
+                key.append(getattr(self, name))
+        return tuple(key)
 
     def settings_line(self) -> str:
         """The ``symfunction_short`` line that defines this function."""
@@ -172,6 +192,25 @@ class SymmetryFunction:
         return element_index[self.neighbors[k]]
 
 
+class _NarrowAngular:
+    """Trait: angular SF with the r_jk factor (wide subclasses set narrow = False)."""
+
+    angular = True
+    narrow = True
+
+
+class _Weighted:
+    """Trait: sums over all neighbour elements with weights Z_j (radial) or Z_j Z_k (angular)."""
+
+    weighted = True
+
+
+class _Compact:
+    """Trait: compact polynomial/exponential windows instead of Gaussians and a cutoff."""
+
+    compact = True
+
+
 class RadialG2(SymmetryFunction):
     """Type 2, radial: G = sum_j exp(-eta (r_ij - r_s)^2) f_c(r_ij).
 
@@ -180,13 +219,10 @@ class RadialG2(SymmetryFunction):
 
     code = 2
     syntax = "<e1> <eta> <r_shift> <r_cut>"
-    param_names = ("eta", "r_shift", "r_cut")
-
-    def sort_key(self, ei):
-        return (self.r_cut, self.eta, self.r_shift, self._el(ei, 0))
+    sort_fields = ("r_cut", "eta", "r_shift", "e1")
 
 
-class AngularNarrowG3(SymmetryFunction):
+class AngularNarrowG3(_NarrowAngular, SymmetryFunction):
     """Type 3, narrow angular:
 
     G = 2^(1-zeta) sum_{j<k} (1 + lambda cos theta)^zeta
@@ -198,13 +234,7 @@ class AngularNarrowG3(SymmetryFunction):
 
     code = 3
     syntax = "<e1> <e2> <eta> <lambda> <zeta> <r_cut> [<r_shift>]"
-    param_names = ("eta", "lambda_", "zeta", "r_cut")
-    angular = True
-    narrow = True
-
-    def sort_key(self, ei):
-        e1, e2 = sorted((self._el(ei, 0), self._el(ei, 1)))
-        return (self.r_cut, self.eta, self.r_shift, self.zeta, self.lambda_, e1, e2)
+    sort_fields = ("r_cut", "eta", "r_shift", "zeta", "lambda_", "e1e2")
 
 
 class AngularWideG9(AngularNarrowG3):
@@ -217,7 +247,7 @@ class AngularWideG9(AngularNarrowG3):
     narrow = False
 
 
-class WeightedRadialG12(SymmetryFunction):
+class WeightedRadialG12(_Weighted, SymmetryFunction):
     """Type 12, weighted radial: G = sum_j Z_j exp(-eta (r_ij - r_s)^2) f_c(r_ij), all neighbours.
 
     ``<central> 12 <eta> <r_shift> <r_cut>``
@@ -225,14 +255,10 @@ class WeightedRadialG12(SymmetryFunction):
 
     code = 12
     syntax = "<eta> <r_shift> <r_cut>"
-    param_names = ("eta", "r_shift", "r_cut")
-    weighted = True
-
-    def sort_key(self, ei):
-        return (self.r_cut, self.eta, self.r_shift)
+    sort_fields = ("r_cut", "eta", "r_shift")
 
 
-class WeightedAngularG13(SymmetryFunction):
+class WeightedAngularG13(_Weighted, _NarrowAngular, SymmetryFunction):
     """Type 13, weighted narrow angular: type 3 over all pairs with weight Z_j Z_k.
 
     ``<central> 13 <eta> <r_shift> <lambda> <zeta> <r_cut>``
@@ -240,16 +266,10 @@ class WeightedAngularG13(SymmetryFunction):
 
     code = 13
     syntax = "<eta> <r_shift> <lambda> <zeta> <r_cut>"
-    param_names = ("eta", "r_shift", "lambda_", "zeta", "r_cut")
-    angular = True
-    narrow = True
-    weighted = True
-
-    def sort_key(self, ei):
-        return (self.r_cut, self.eta, self.r_shift, self.zeta, self.lambda_)
+    sort_fields = ("r_cut", "eta", "r_shift", "zeta", "lambda_")
 
 
-class CompactRadial20(SymmetryFunction):
+class CompactRadial20(_Compact, SymmetryFunction):
     """Type 20, compact polynomial radial (Bircher et al., Mach. Learn.: Sci. Technol. 2, 035026 (2021)):
 
     G = sum_j [r_l < r_ij < r_c] C_r(r_ij), with C_r(r) = core(|r - c| / w),
@@ -261,14 +281,10 @@ class CompactRadial20(SymmetryFunction):
 
     code = 20
     syntax = "<e1> <r_low> <r_cut> <subtype>"
-    param_names = ("r_low", "r_cut", "subtype")
-    compact = True
-
-    def sort_key(self, ei):
-        return (self.subtype, self._el(ei, 0), self.r_cut, self.r_low)
+    sort_fields = ("subtype", "e1", "r_cut", "r_low")
 
 
-class CompactAngularNarrow21(SymmetryFunction):
+class CompactAngularNarrow21(_Compact, _NarrowAngular, SymmetryFunction):
     """Type 21, compact narrow angular:
 
     G = sum_{j<k} C_r(r_ij) C_r(r_ik) C_r(r_jk) C_a(theta_ijk), C_a a plain core on
@@ -282,14 +298,7 @@ class CompactAngularNarrow21(SymmetryFunction):
 
     code = 21
     syntax = "<e1> <e2> <r_low> <r_cut> <angle_left> <angle_right> <subtype>"
-    param_names = ("r_low", "r_cut", "angle_left", "angle_right", "subtype")
-    angular = True
-    narrow = True
-    compact = True
-
-    def sort_key(self, ei):
-        e1, e2 = sorted((self._el(ei, 0), self._el(ei, 1)))
-        return (self.subtype, e1, e2, self.r_cut, self.r_low, self.angle_left, self.angle_right)
+    sort_fields = ("subtype", "e1e2", "r_cut", "r_low", "angle_left", "angle_right")
 
 
 class CompactAngularWide22(CompactAngularNarrow21):
@@ -302,7 +311,7 @@ class CompactAngularWide22(CompactAngularNarrow21):
     narrow = False
 
 
-class CompactWeightedRadial23(SymmetryFunction):
+class CompactWeightedRadial23(_Compact, _Weighted, SymmetryFunction):
     """Type 23, compact weighted radial: type 20 over all neighbours with weight Z_j.
 
     ``<central> 23 <r_low> <r_cut> <subtype>``
@@ -310,15 +319,10 @@ class CompactWeightedRadial23(SymmetryFunction):
 
     code = 23
     syntax = "<r_low> <r_cut> <subtype>"
-    param_names = ("r_low", "r_cut", "subtype")
-    weighted = True
-    compact = True
-
-    def sort_key(self, ei):
-        return (self.subtype, self.r_cut, self.r_low)
+    sort_fields = ("subtype", "r_cut", "r_low")
 
 
-class CompactWeightedAngularNarrow24(SymmetryFunction):
+class CompactWeightedAngularNarrow24(_Compact, _Weighted, _NarrowAngular, SymmetryFunction):
     """Type 24, compact weighted narrow angular: type 21 over all pairs with weight Z_j Z_k.
 
     ``<central> 24 <r_low> <r_cut> <angle_left> <angle_right> <subtype>``
@@ -326,14 +330,7 @@ class CompactWeightedAngularNarrow24(SymmetryFunction):
 
     code = 24
     syntax = "<r_low> <r_cut> <angle_left> <angle_right> <subtype>"
-    param_names = ("r_low", "r_cut", "angle_left", "angle_right", "subtype")
-    angular = True
-    narrow = True
-    weighted = True
-    compact = True
-
-    def sort_key(self, ei):
-        return (self.subtype, self.r_cut, self.r_low, self.angle_left, self.angle_right)
+    sort_fields = ("subtype", "r_cut", "r_low", "angle_left", "angle_right")
 
 
 class CompactWeightedAngularWide25(CompactWeightedAngularNarrow24):

@@ -22,6 +22,8 @@ How the work is organised (vectorised; no Python loop over atoms)
   selected once; one (n_pairs_block, n_sf_block) matrix of exp(-eta (r - r_s)^2) f_c(r) (or the
   compact C_r(r)) is formed by broadcasting, with each distinct cutoff function evaluated once,
   and scatter-added to the atoms (``index_add_``).
+* the grouping of the SFs (blocks, radial groups, angular kinds) is the SF plan
+  (``hdnnp.descriptors.plan``, ``sf_set.plan``), the same one the numba tables are built from.
 * angular SFs: all have the form c * A(cos theta) * R(r_ij) R(r_ik) J(r_jk). SFs sharing the
   radial factor R (a *group*: eta, r_s, cutoff or the compact window, narrowness, weight c) and
   SFs sharing A (a *kind*: lambda, zeta, or the compact angular window) are evaluated once per
@@ -54,7 +56,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from hdnnp.descriptors.symmetry_functions import angle_radians
+from hdnnp.descriptors.cutoff import core_torch as _core  # noqa: F401 (re-export)
+from hdnnp.descriptors.cutoff import cutoff_torch as cutoff  # noqa: F401 (re-export)
+from hdnnp.descriptors.plan import GroupKey, KindKey, group_key
+from hdnnp.descriptors.torch_basis import _AngularKinds, _RadialBasis
 
 #: symmetry-function types this backend evaluates
 SUPPORTED_TYPES = frozenset({2, 3, 9, 12, 13, 20, 21, 22, 23, 24, 25})
@@ -71,208 +76,10 @@ def default_max_triplets(device) -> int:
     """``DEFAULT_MAX_TRIPLETS_GPU`` on a CUDA device, else ``DEFAULT_MAX_TRIPLETS``."""
     return DEFAULT_MAX_TRIPLETS_GPU if torch.device(device).type == "cuda" else DEFAULT_MAX_TRIPLETS
 
-_E = math.e
-_TANH_NORM = ((_E + 1.0 / _E) / (_E - 1.0 / _E)) ** 3  # 1 / tanh(1)^3
 
 
 class UnsupportedSymmetryFunctionError(NotImplementedError):
     """The torch backend cannot evaluate a symmetry-function type (use the numba backend)."""
-
-
-# ------------------------------------------------------------------------------- elementary
-def cutoff(d: torch.Tensor, r_c: float, cut_type: int, alpha: float) -> torch.Tensor:
-    """n2p2 cutoff function f_c(d) (``hdnnp.descriptors.cutoff``), elementwise; 0 for d >= r_c.
-
-    d : distances (any shape, length unit of the potential). Differentiable; finite gradients
-    everywhere (masked branches are fed safe arguments).
-    """
-    inside = d < r_c
-    zero = torch.zeros((), dtype=d.dtype, device=d.device)
-    if cut_type in (2, 3):
-        t = torch.tanh(1.0 - d / r_c)
-        f = t * t * t
-        if cut_type == 3:
-            f = f * _TANH_NORM
-        return torch.where(inside, f, zero)
-    if cut_type == 0:
-        return inside.to(d.dtype)
-    r_ci = alpha * r_c
-    x = ((d - r_ci) * (1.0 / (r_c - r_ci))).clamp(0.0, 1.0)  # r < r_ci -> x = 0 -> f = 1
-    if cut_type == 1:
-        f = 0.5 * (torch.cos(math.pi * x) + 1.0)
-    elif cut_type == 4:
-        xs = torch.where(x < 1.0, x, zero)
-        f = _E * torch.exp(1.0 / (xs * xs - 1.0))
-    elif cut_type in (5, 6, 7, 8):
-        f = _core(x, cut_type - 4)
-    else:
-        raise ValueError(f"unknown cutoff type {cut_type}")
-    return torch.where(inside, f, zero)
-
-
-def _core(x: torch.Tensor, core: int) -> torch.Tensor:
-    """Compact core function on x in [0, 1): polynomials 1-4 (value 1 at 0, 0 at 1) or 5 (exp).
-
-    float64: n2p2's spelling (same rounding as the numba kernels). Other dtypes: the factored form
-    (1 - x)^(n+1) sum_k C(n+k, k) x^k of the same polynomial, which has no cancellation near x = 1
-    (n2p2's form leaves absolute errors of ~100 ulp there: -1e-6 instead of 0 in float32).
-    """
-    if x.dtype != torch.float64 and core in (1, 2, 3, 4):
-        y = 1.0 - x
-        if core == 1:
-            return y * y * (1.0 + 2.0 * x)
-        y2 = y * y
-        if core == 2:
-            return y2 * y * (1.0 + x * (3.0 + 6.0 * x))
-        if core == 3:
-            return y2 * y2 * (1.0 + x * (4.0 + x * (10.0 + 20.0 * x)))
-        return y2 * y2 * y * (1.0 + x * (5.0 + x * (15.0 + x * (35.0 + 70.0 * x))))
-    if core == 1:
-        return (2.0 * x - 3.0) * x * x + 1.0
-    if core == 2:
-        return ((15.0 - 6.0 * x) * x - 10.0) * x * x * x + 1.0
-    if core == 3:
-        x2 = x * x
-        return (x * (x * (20.0 * x - 70.0) + 84.0) - 35.0) * x2 * x2 + 1.0
-    if core == 4:
-        x2 = x * x
-        return (x * (x * ((315.0 - 70.0 * x) * x - 540.0) + 420.0) - 126.0) * x * x2 * x2 + 1.0
-    if core == 5:
-        return _E * torch.exp(1.0 / (x * x - 1.0))
-    raise ValueError(f"unknown compact core {core}")
-
-
-def _int_power(p: torch.Tensor, n: int, cache: dict) -> torch.Tensor:
-    """p**n for an integer n >= 1 by repeated squaring, reusing the squares in ``cache``."""
-    result = None
-    k = 1
-    sq = p
-    while n:
-        if n & 1:
-            result = sq if result is None else result * sq
-        n >>= 1
-        if n:
-            k *= 2
-            if k not in cache:
-                cache[k] = sq * sq
-            sq = cache[k]
-    return result
-
-
-class _RadialBasis:
-    """Radial factors R_c(d) of a list of specs, evaluated together: d (N,) -> (C, N).
-
-    Specs: ``("g", eta, r_s, r_c, cutoff_type, alpha)`` -> exp(-eta (d - r_s)^2) f_c(d);
-    ``("c", r_l, r_c, core, asym)`` -> compact C_r(d) on (r_l, r_c) (0 outside). Gaussian
-    columns share each distinct cutoff function; compact columns are evaluated per core.
-    """
-
-    def __init__(self, specs: list[tuple], device, dtype):
-        self.n = len(specs)
-        kw = dict(device=device, dtype=dtype)
-        self.parts = []
-        order = []
-        g_idx = [c for c, s in enumerate(specs) if s[0] == "g"]
-        if g_idx:
-            cuts = []
-            cmap = []
-            for c in g_idx:
-                key = tuple(specs[c][3:6])
-                if key not in cuts:
-                    cuts.append(key)
-                cmap.append(cuts.index(key))
-            eta = torch.tensor([specs[c][1] for c in g_idx], **kw)[:, None]
-            rs = torch.tensor([specs[c][2] for c in g_idx], **kw)[:, None]
-            same = len(cuts) == 1
-            self.parts.append(("g", eta, rs, cuts, None if same else torch.tensor(cmap, device=device)))
-            order += g_idx
-        ckeys = sorted({(s[3], s[4]) for s in specs if s[0] == "c"})
-        for core, asym in ckeys:
-            idx = [c for c, s in enumerate(specs) if s[0] == "c" and (s[3], s[4]) == (core, asym)]
-            rl = torch.tensor([specs[c][1] for c in idx], **kw)[:, None]
-            rc = torch.tensor([specs[c][2] for c in idx], **kw)[:, None]
-            center = torch.tensor([(specs[c][2] + specs[c][1]) / 2.0 for c in idx], **kw)[:, None]
-            scale = torch.tensor([1.0 / ((specs[c][2] - specs[c][1]) / 2.0) for c in idx], **kw)[:, None]
-            self.parts.append(("c", rl, rc, center, scale, core, asym))
-            order += idx
-        self.perm = None
-        if order != list(range(self.n)):
-            self.perm = torch.tensor(np.argsort(order), device=device)
-
-    def __call__(self, d: torch.Tensor) -> torch.Tensor:
-        outs = []
-        dd = d[None, :]
-        zero = torch.zeros((), dtype=d.dtype, device=d.device)
-        for part in self.parts:
-            if part[0] == "g":
-                _, eta, rs, cuts, cmap = part
-                x = dd - rs
-                g = torch.exp(-eta * (x * x))
-                if cmap is None:
-                    fc = cutoff(d, *cuts[0])[None, :]
-                else:
-                    fc = torch.stack([cutoff(d, *c) for c in cuts], dim=0).index_select(0, cmap)
-                outs.append(g * fc)
-            else:
-                _, rl, rc, center, scale, core, asym = part
-                x = ((dd - center) * scale).abs()
-                inside = (dd > rl) & (dd < rc) & (x < 1.0)
-                x = torch.where(inside, x, zero)
-                if asym:
-                    x = (2.0 - x) * x
-                outs.append(torch.where(inside, _core(x, core), zero))
-        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
-        return out if self.perm is None else out.index_select(0, self.perm)
-
-
-class _AngularKinds:
-    """Angular factors A_k(cos theta) of a list of kinds: cos (T,) -> (n_kinds, T).
-
-    Kinds: ``("g", lambda, zeta)`` -> 2^(1-zeta) (1 + lambda cos)^zeta, 0 where 1 + lambda cos <= 0
-    (integer zeta by repeated squaring); ``("c", left, right, core)`` (radians) -> compact
-    C_a(theta) on (left, right), 0 for |cos| >= 1 (collinear triples are skipped).
-    """
-
-    def __init__(self, specs: list[tuple]):
-        self.specs = []
-        for s in specs:
-            if s[0] == "g":
-                lam, zeta = s[1], s[2]
-                zint = int(round(zeta)) if zeta == round(zeta) else 0
-                self.specs.append(("g", lam, zeta, zint, math.pow(2.0, 1.0 - zeta)))
-            else:
-                left, right, core = s[1], s[2], s[3]
-                self.specs.append(("c", (right + left) / 2.0, 1.0 / ((right - left) / 2.0), core))
-        self.n = len(self.specs)
-
-    def __call__(self, cos: torch.Tensor) -> torch.Tensor:
-        zero = torch.zeros((), dtype=cos.dtype, device=cos.device)
-        cols = []
-        plam: dict = {}
-        pows: dict = {}
-        theta = None
-        for s in self.specs:
-            if s[0] == "g":
-                _, lam, zeta, zint, pref = s
-                if lam not in plam:
-                    p = 1.0 + lam * cos
-                    plam[lam] = torch.where(p > 0.0, p, zero)
-                    pows[lam] = {}
-                p = plam[lam]
-                if zint >= 1:
-                    a = _int_power(p, zint, pows[lam])
-                else:
-                    a = p ** zeta
-                cols.append(a * pref if pref != 1.0 else a)
-            else:
-                _, center, scale, core = s
-                if theta is None:
-                    ok = (cos > -1.0) & (cos < 1.0)
-                    theta = torch.acos(torch.where(ok, cos, zero))
-                x = ((theta - center) * scale).abs()
-                inside = ok & (x < 1.0)
-                cols.append(torch.where(inside, _core(torch.where(inside, x, zero), core), zero))
-        return torch.stack(cols, dim=0)
 
 
 # ------------------------------------------------------------------------------- blocks
@@ -390,26 +197,16 @@ class TorchSymmetryFunctions:
 
     # ------------------------------------------------------------------ tables
     def _build(self) -> None:
+        """Radial and angular blocks from the SF plan (``sf_set.plan``): the plan's grouping, in
+        the torch layout (narrow groups first, kinds in order of first use)."""
         sfs = self.sf_set
         dev, dt = self.device, self.dtype
         for e, el in enumerate(sfs.elements):
-            rad: dict[int, list] = {}
-            ang: dict[tuple, dict] = {}
-            for s, sf in enumerate(sfs.functions[el]):
-                if sf.compact:
-                    spec = ("c", sf.r_low, sf.r_cut, sf.core, bool(sf.asymmetric))
-                else:
-                    spec = ("g", sf.eta, sf.r_shift, sf.r_cut, sf.cutoff_type, sf.cutoff_alpha)
-                if not sf.angular:
-                    for a, w in sfs.neighbor_weights(sf):
-                        rad.setdefault(a, []).append((s, spec, w))
-                    continue
-                if sf.compact:
-                    kind = ("c", angle_radians(sf.angle_left), angle_radians(sf.angle_right), sf.core)
-                else:
-                    kind = ("g", sf.lambda_, sf.zeta)
-                for a, b, c in sfs.neighbor_weights(sf):
-                    ang.setdefault((a, b), {}).setdefault((bool(sf.narrow), spec, c), []).append((s, kind))
+            ep = sfs.plan.elements[e]
+            fns = sfs.functions[el]
+            rad = {a: [(s, _spec(group_key(fns[s])), w) for s, w in lst] for a, lst in ep.radial.items()}
+            ang = {ab: {(g.narrow, _spec(g), c): [(s, _kind(k)) for s, k in ents] for (g, c), ents in blk.items()}
+                   for ab, blk in ep.angular.items()}
             for a, entries in sorted(rad.items()):
                 cols = [s for s, _, _ in entries]
                 specs = [sp for _, sp, _ in entries]
@@ -714,3 +511,17 @@ def _r_low(specs) -> float:
     """Lower end of the support of a list of radial specs (-inf when a Gaussian is among them)."""
     lows = [sp[1] if sp[0] == "c" else -math.inf for sp in specs]
     return min(lows)
+
+
+def _spec(g: GroupKey) -> tuple:
+    """A radial group as a ``_RadialBasis`` spec."""
+    if g.compact:
+        return ("c", g.r_low, g.r_cut, g.core, g.asymmetric)
+    return ("g", g.eta, g.r_shift, g.r_cut, g.cutoff_type, g.cutoff_alpha)
+
+
+def _kind(k: KindKey) -> tuple:
+    """An angular kind as an ``_AngularKinds`` spec (compact windows in radians)."""
+    if k.compact:
+        return ("c", k.left, k.right, k.core)
+    return ("g", k.lambda_, k.zeta)
