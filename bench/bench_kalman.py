@@ -110,7 +110,7 @@ def run(args) -> dict:
     import torch
 
     from hdnnp.io.n2p2_data import read_input_data
-    from hdnnp.training.trainer import train
+    from hdnnp.training.workflow import train
 
     torch.set_num_threads(args.threads)
     try:

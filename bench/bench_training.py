@@ -97,7 +97,7 @@ def tagged_h2o(tmp: Path, n_test: int, seed: int) -> Path:
 
 def run_h2o(args) -> None:
     from hdnnp.io.n2p2_data import read_input_data
-    from hdnnp.training.trainer import train
+    from hdnnp.training.workflow import train
 
     input_nn = TRAIN / "H2O_RPBE-D3_np1" / "input.nn"
     load0 = os.getloadavg()[0]
@@ -188,7 +188,8 @@ def synthetic_water(n_structures: int, n_atoms: int = 200, seed: int = 0) -> lis
 def run_synthetic(args) -> None:
     from hdnnp.io.n2p2_data import write_input_data
     from hdnnp.training.dataset import available_memory_bytes
-    from hdnnp.training.trainer import MAX_RECOMPUTE_PAIRS, train
+    from hdnnp.training.trainer import MAX_RECOMPUTE_PAIRS
+    from hdnnp.training.workflow import train
 
     n = args.synthetic
     input_nn = TRAIN / "H2O_RPBE-D3_np1" / "input.nn"

@@ -62,7 +62,7 @@ def kcase(tmp_path) -> Path:
 
 
 def _train(case: Path, run: str = "run", **kw):
-    from hdnnp.training.trainer import train
+    from hdnnp.training.workflow import train
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -210,7 +210,7 @@ def test_update_plan_counts(kcase):
 
 @pytest.mark.parametrize("warmup, stop", [(0, 2), (2, 1)])
 def test_kalman_resume_restores_P_and_schedules_bit_for_bit(kcase, warmup, stop):
-    from hdnnp.training.trainer import train
+    from hdnnp.training.workflow import train
 
     if warmup:  # hdnnp_kalman_warmup: L-BFGS epochs first (their state is restored too)
         (kcase / "input.nn").write_text((kcase / "input.nn").read_text() + f"hdnnp_kalman_warmup {warmup}\n"

@@ -70,7 +70,7 @@ def case(tmp_path) -> Path:
 
 
 def _train(case: Path, run: str = "run", **kw):
-    from hdnnp.training.trainer import train
+    from hdnnp.training.workflow import train
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -241,7 +241,7 @@ def test_run_directory_loads_with_identical_energies(case):
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs", "kalman"])
 def test_resume_is_bit_for_bit(case, optimizer):
     """Interrupt after 3 of 7 epochs, resume: final weights and learning curve equal an uninterrupted run."""
-    from hdnnp.training.trainer import train
+    from hdnnp.training.workflow import train
 
     opts = {"optimizer": optimizer, "lbfgs_iterations": 4}
     full = _train(case, "full", epochs=7, overrides=opts)

@@ -26,7 +26,7 @@ def _worker(rank: int, world: int, port: int, case: str, run: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
     torch.set_num_threads(1)
-    from hdnnp.training.trainer import train
+    from hdnnp.training.workflow import train
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -38,7 +38,7 @@ def test_two_ranks_match_one_rank(tmp_path):
     case.mkdir()
     (case / "input.nn").write_text(INPUT_NN.replace("hdnnp_batch_size 2", "hdnnp_batch_size 4") + _symfunctions())
     shutil.copy(PROTO / "input.data", case / "input.data")
-    from hdnnp.training.trainer import train
+    from hdnnp.training.workflow import train
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

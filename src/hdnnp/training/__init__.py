@@ -24,7 +24,7 @@ sys.modules[__name__].__class__ = _CallableModule
 
 def __getattr__(name):  # lazy: importing the package stays cheap
     if name == "train":
-        from hdnnp.training.trainer import train
+        from hdnnp.training.workflow import train
 
         return train
     if name == "training":

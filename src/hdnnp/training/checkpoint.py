@@ -11,6 +11,10 @@ checkpoint atomically: a run killed mid-write keeps the previous checkpoint.
 
 from __future__ import annotations
 
+import functools
+import platform
+import sys
+
 import os
 from pathlib import Path
 
@@ -67,3 +71,16 @@ def load_checkpoint(path: str | Path) -> dict:
     if state.get("version") != VERSION:
         raise HDNNPError(f"{path}: checkpoint version {state.get('version')} is not supported (expected {VERSION})")
     return state
+
+
+@functools.lru_cache(maxsize=1)
+def package_versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in ("hdnnp", "torch", "numpy", "numba", "ase", "vesin", "matplotlib", "tqdm"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    return out

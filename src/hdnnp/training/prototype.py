@@ -1,7 +1,7 @@
 """The prototype's training entry point: ``hdnnp.training("control.in", save=True)``.
 
 Reads ``control.in`` and its ``.smf`` files (``hdnnp.io.prototype``), converts them to n2p2
-settings, trains with :func:`hdnnp.training.trainer.train`, and writes what the prototype
+settings, trains with :func:`hdnnp.training.workflow.train`, and writes what the prototype
 wrote into the output directory: the ``output_dir`` argument, else control.in's
 ``output_path`` (hdnnp extension), else its ``model_path`` (where the prototype's MD reads the
 model from, so training then MD works with one control.in), else ``outputs/`` (the
@@ -70,7 +70,7 @@ def write_function_data(path: str | Path, trainer) -> None:
 
 def training(control_file: str | Path, save: bool = True, output_dir: str | Path | None = None,
              overwrite: bool = False, epochs: int | None = None, progress: bool = True, **overrides):
-    """Train from the prototype's ``control.in``; returns :class:`~hdnnp.training.trainer.TrainResult`.
+    """Train from the prototype's ``control.in``; returns :class:`~hdnnp.training.trainer.TrainResult` (via :func:`hdnnp.training.workflow.train`).
 
     save : also write ``function.data`` (the prototype's ``-o`` flag).
     output_dir : default ``output_path`` of control.in, else ``model_path``, else ``outputs/``
@@ -79,7 +79,7 @@ def training(control_file: str | Path, save: bool = True, output_dir: str | Path
         without it a non-empty output_dir is an error.
     overrides : TrainingConfig fields (e.g. ``learning_rate=1e-3``, ``batch_size=8``).
     """
-    from hdnnp.training.trainer import train
+    from hdnnp.training.workflow import train
 
     cf = read_control(control_file)
     if output_dir is not None:

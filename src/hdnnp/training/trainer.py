@@ -1,4 +1,5 @@
-"""Training of an HDNNP on energies and forces (``hdnnp train``; library entry point :func:`train`).
+"""The training loop of an HDNNP on energies and forces (:class:`Trainer`; the ``hdnnp train``
+workflow around it, with the library entry point ``train``, is :mod:`hdnnp.training.workflow`).
 
 Loss (normalised "training units" of n2p2: energies x conv_energy after subtracting
 N mean_energy + offsets, lengths x conv_length, so that energies per atom and force
@@ -29,12 +30,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
-import json
 import logging
-import os
-import platform
-import shutil
 import sys
 import time
 import warnings
@@ -45,19 +41,20 @@ import numpy as np
 import torch
 from ase.data import atomic_numbers
 
-from hdnnp.errors import HDNNPError, SettingsError
+from hdnnp.errors import HDNNPError
 from hdnnp.io.input_nn import Settings
-from hdnnp.io.n2p2_data import read_input_data
 from hdnnp.io.potential_directory import PotentialDirectory
 from hdnnp.model.potential import Potential
 from hdnnp.structure import Structure
 from hdnnp.training import metrics as M
-from hdnnp.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from hdnnp.training.config import TrainingConfig, config_from_settings, config_to_keywords
-from hdnnp.training.dataset import DescriptorCache, Split, check_data, split_data
+from hdnnp.training.checkpoint import CHECKPOINT_NAME, package_versions, save_checkpoint
+from hdnnp.training.config import TrainingConfig
+from hdnnp.training.dataset import DescriptorCache, check_data, split_data
+from hdnnp.training.distributed import Distributed
 from hdnnp.training.force_kernels import batch_forces
+from hdnnp.training.inputs import unit_labels
+from hdnnp.training.optimizers import make_optimizer, make_scheduler
 from hdnnp.training.statistics import (
-    NormalizationStats,
     apply_normalization,
     atom_energy_offsets,
     check_statistics,
@@ -77,257 +74,14 @@ MAX_RECOMPUTE_PAIRS = 500_000
 MEMO_MAX_ATOMS = 1_000_000
 
 
-def _setup(title: str) -> None:
+def log_section(title: str) -> None:
+    """An n2p2-style block header in the log."""
     log.info("\n*** %s %s", title, "*" * max(3, 74 - len(title)))
 
 
-def _end() -> None:
+def log_section_end() -> None:
+    """The line closing a block opened by :func:`log_section`."""
     log.info("*" * 79)
-
-
-# ---------------------------------------------------------------------------- distributed
-class Distributed:
-    """torch.distributed when launched by torchrun (WORLD_SIZE > 1), else a single process."""
-
-    def __init__(self, device: str):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(self.world)))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.owns_group = False
-        self.comm_device = torch.device("cpu")
-        if self.world > 1:
-            import torch.distributed as dist
-
-            self.dist = dist
-            if not dist.is_initialized():
-                backend = "nccl" if device.startswith("cuda") else "gloo"
-                dist.init_process_group(backend=backend)
-                self.owns_group = True
-            self.world = dist.get_world_size()
-            self.rank = dist.get_rank()
-            if dist.get_backend() == "nccl":  # NCCL reduces CUDA tensors only
-                self.comm_device = torch.device("cuda", torch.cuda.current_device())
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def owner(self, g: int) -> int:
-        return g % self.world
-
-    def allreduce(self, t: torch.Tensor) -> torch.Tensor:
-        """Sum over ranks, in place (returns t)."""
-        if self.world > 1:
-            if t.device != self.comm_device:
-                tmp = t.to(self.comm_device)
-                self.dist.all_reduce(tmp)
-                t.copy_(tmp.to(t.device))
-            else:
-                self.dist.all_reduce(t)
-        return t
-
-    def gather_objects(self, obj) -> list:
-        if self.world == 1:
-            return [obj]
-        out = [None] * self.world
-        self.dist.all_gather_object(out, obj)
-        return out
-
-    def broadcast_object(self, obj):
-        if self.world == 1:
-            return obj
-        lst = [obj]
-        self.dist.broadcast_object_list(lst, src=0)
-        return lst[0]
-
-    def check(self, error: str | None) -> None:
-        """Raise the same HDNNPError on every rank if rank 0 found one."""
-        error = self.broadcast_object(error)
-        if error:
-            raise HDNNPError(error)
-
-    def close(self) -> None:
-        if self.owns_group:
-            self.dist.destroy_process_group()
-
-
-# ---------------------------------------------------------------------------- inputs
-def is_prototype_config(path: Path) -> bool:
-    """control.in of the prototype (``atom_type_N`` lines) rather than an n2p2 input.nn."""
-    if path.suffix == ".in" and path.name != "input.nn":
-        return True
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return any(line.lstrip().startswith("atom_type_") for line in fh)
-    except OSError:
-        return False
-
-
-@dataclass
-class Inputs:
-    settings: Settings
-    data_path: Path
-    config_path: Path
-    prototype: bool = False
-    warnings: list[str] = field(default_factory=list)
-
-
-def read_inputs(config: str | Path, data: str | Path | None = None) -> Inputs:
-    """Settings (n2p2 input.nn, or the prototype's control.in converted) and the data path."""
-    config = Path(config)
-    if not config.is_file():
-        raise HDNNPError(f"{config}: configuration file not found (expected an n2p2 input.nn or a control.in)")
-    if is_prototype_config(config):
-        from hdnnp.io.prototype import control_to_settings, read_control
-
-        cf = read_control(config)
-        settings, warns = control_to_settings(cf)
-        if data is None:
-            data = cf.resolve("atomic_data_path")
-            if data is None:
-                raise cf.error("atomic_data_path", "atomic_data_path (the input.data to train on) is missing; "
-                                                   "add it or pass --data")
-        return Inputs(settings, Path(data), config, prototype=True, warnings=warns)
-    settings = Settings.read(config)
-    if data is None:
-        data = config.parent / "input.data"
-    return Inputs(settings, Path(data), config)
-
-
-# ---------------------------------------------------------------------------- helpers
-def unit_labels(settings: Settings) -> tuple[str, str, float, float]:
-    """(energy label, force label, factor to it from file units, force factor)."""
-    from hdnnp import units
-
-    lu, eu = settings.get_str("hdnnp_length_unit"), settings.get_str("hdnnp_energy_unit")
-    if lu and eu:
-        try:
-            ef = units.energy_factor(eu) * 1000.0
-            lf = units.length_factor(lu)
-            return "meV/atom", "meV/Å", ef, ef / lf
-        except ValueError:
-            pass
-    e = eu or "energy unit"  # n2p2 files carry no units: the data's own
-    length = lu or "length unit"
-    return f"{e}/atom", f"{e}/{length}", 1.0, 1.0
-
-
-def initialize_weights(pot: Potential, cfg: TrainingConfig, seed: int) -> None:
-    """Initial weights and biases (``torch``: nn.Linear's default, drawn in from_settings)."""
-    if cfg.weight_init == "torch" and cfg.bias_init == "torch":
-        return
-    gen = torch.Generator().manual_seed(seed)
-    if cfg.weight_init.startswith("n2p2_"):
-        _n2p2_init(pot, cfg, gen)
-        return
-
-    def fill(t: torch.Tensor, how: str, fan_in: int, fan_out: int) -> None:
-        if how == "torch":
-            return
-        shape, dt = t.shape, t.dtype
-        if how == "uniform":
-            v = torch.rand(shape, generator=gen, dtype=dt) * (cfg.weights_max - cfg.weights_min) + cfg.weights_min
-        elif how == "random_uniform":  # Keras default range
-            v = (torch.rand(shape, generator=gen, dtype=dt) * 2 - 1) * 0.05
-        elif how == "random_normal":
-            v = torch.randn(shape, generator=gen, dtype=dt) * 0.05
-        elif how.endswith("_uniform"):
-            lim = {"glorot": (6.0 / (fan_in + fan_out)) ** 0.5, "he": (6.0 / fan_in) ** 0.5,
-                   "lecun": (3.0 / fan_in) ** 0.5}[how.split("_")[0]]
-            v = (torch.rand(shape, generator=gen, dtype=dt) * 2 - 1) * lim
-        elif how.endswith("_normal"):
-            std = {"glorot": (2.0 / (fan_in + fan_out)) ** 0.5, "he": (2.0 / fan_in) ** 0.5}[how.split("_")[0]]
-            v = torch.randn(shape, generator=gen, dtype=dt) * std
-        elif how == "zeros":
-            v = torch.zeros(shape, dtype=dt)
-        elif how == "ones":
-            v = torch.ones(shape, dtype=dt)
-        else:  # pragma: no cover - validated in TrainingConfig
-            raise SettingsError(f"unknown initialisation {how!r}")
-        with torch.no_grad():
-            t.copy_(v)
-
-    for e in pot.elements:
-        for lin in pot.networks[e].layers:
-            fill(lin.weight, cfg.weight_init, lin.in_features, lin.out_features)
-            fill(lin.bias, cfg.bias_init, lin.in_features, lin.out_features)
-
-
-def _n2p2_init(pot: Potential, cfg: TrainingConfig, gen: torch.Generator) -> None:
-    """n2p2's initial weights: uniform in [weights_min, weights_max) (weights and biases), then
-    Nguyen-Widrow (hidden layers: each neuron's weights rescaled to norm 0.7 n^(1/n_prev), biases
-    x 0.7 n^(1/n_prev), both x2 for tanh; the output neuron's first weight x0.5, as n2p2 does), or
-    Glorot-Bengio (weights of tanh layers x sqrt(6/(n_prev+n)); all biases 0)."""
-    lo, hi = cfg.weights_min, cfg.weights_max
-    with torch.no_grad():
-        for e in pot.elements:
-            net = pot.networks[e]
-            layers = list(net.layers)
-            for k, lin in enumerate(layers):
-                for t in (lin.weight, lin.bias):
-                    t.copy_(torch.rand(t.shape, generator=gen, dtype=t.dtype) * (hi - lo) + lo)
-                tanh = net.activation_letters[k] == "t"
-                n, n_prev = lin.out_features, lin.in_features
-                if cfg.weight_init == "n2p2_nguyen_widrow":
-                    if k < len(layers) - 1:
-                        beta = 0.7 * n ** (1.0 / n_prev)
-                        lin.weight.mul_(beta / lin.weight.norm(dim=1, keepdim=True))
-                        lin.bias.mul_(beta)
-                        if tanh:
-                            lin.weight.mul_(2.0)
-                            lin.bias.mul_(2.0)
-                    else:
-                        lin.weight[0, 0] *= 0.5
-                else:
-                    if tanh:
-                        lin.weight.mul_((6.0 / (n_prev + n)) ** 0.5)
-                    lin.bias.zero_()
-
-
-def make_optimizer(params, cfg: TrainingConfig):
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.learning_rate, betas=cfg.betas, eps=cfg.epsilon)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.learning_rate)
-    if cfg.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=cfg.learning_rate, eps=cfg.epsilon)
-    if cfg.optimizer == "rmsprop":  # Keras' rho = 0.9
-        return torch.optim.RMSprop(params, lr=cfg.learning_rate, alpha=0.9, eps=cfg.epsilon)
-    if cfg.optimizer == "lbfgs":
-        return torch.optim.LBFGS(params, lr=cfg.learning_rate, max_iter=cfg.lbfgs_iterations,
-                                 history_size=cfg.lbfgs_history, line_search_fn="strong_wolfe",
-                                 tolerance_grad=1e-12, tolerance_change=1e-14)
-    raise SettingsError(f"unknown optimizer {cfg.optimizer!r}")
-
-
-def make_scheduler(opt, cfg: TrainingConfig):
-    """(scheduler, when): when is 'epoch' (stepped with the validation loss for plateau) or 'step'."""
-    if cfg.optimizer in ("lbfgs", "kalman") or cfg.lr_schedule == "none":
-        return None, None
-    if cfg.lr_schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr), "epoch"
-    if cfg.lr_schedule == "exponential":
-        gamma = cfg.lr_decay if 0.0 < cfg.lr_decay <= 1.0 else 0.99
-        return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma), "epoch"
-    if cfg.lr_schedule == "inverse_time":  # Keras' decay: lr / (1 + decay * iterations)
-        k = cfg.lr_decay
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1.0 + k * step)), "step"
-    raise SettingsError(f"unknown lr schedule {cfg.lr_schedule!r}")
-
-
-@functools.lru_cache(maxsize=1)
-def package_versions() -> dict:
-    import importlib.metadata as md
-
-    out = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for name in ("hdnnp", "torch", "numpy", "numba", "ase", "vesin", "matplotlib", "tqdm"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 # ---------------------------------------------------------------------------- results
@@ -371,7 +125,7 @@ class Trainer:
         """Checks, split, normalisation, potential, descriptor cache, scaling statistics."""
         t0 = time.perf_counter()
         cfg, st, dist = self.cfg, self.structures, self.dist
-        _setup("SETUP: DATA")
+        log_section("SETUP: DATA")
         elements = sorted(self.settings.require("elements").values, key=lambda e: atomic_numbers.get(e, 0))
         check_data(st, elements, cfg.use_forces, str(self.data_path))
         self.split = split or split_data(st, cfg.test_fraction, cfg.seed, str(self.data_path), cfg.split)
@@ -380,9 +134,9 @@ class Trainer:
                  self.data_path, len(st), n_at, len(self.split.train), len(self.split.test), cfg.seed,
                  ", set= tags honoured" if any(s.set_tag for s in st) else "")
         log.info("Forces used in training: %s (force_weight %g)", "yes" if cfg.use_forces else "no", cfg.force_weight)
-        _end()
+        log_section_end()
 
-        _setup("DATA SET NORMALIZATION")
+        log_section("DATA SET NORMALIZATION")
         if all(k in self.settings for k in ("mean_energy", "conv_energy", "conv_length")):
             log.info("Normalisation taken from %s (mean_energy, conv_energy, conv_length).", self.settings.path)
             self.norm_stats = None
@@ -400,7 +154,7 @@ class Trainer:
                          "nnp-train does (conv_energy = conv_length = 1; mean energy per atom removed); add "
                          "normalize_data_set to train in normalised units.")
             apply_normalization(self.settings, self.norm_stats)
-        _end()
+        log_section_end()
 
         pot = Potential.from_settings(self.settings, dtype=self.dtype, seed=cfg.seed)
         self.pot = pot
@@ -408,7 +162,7 @@ class Trainer:
         norm = pot.normalization
         self.ce, self.cl = norm.conv_energy, norm.conv_length
         sfs = pot.sf_set
-        _setup("SETUP: SYMMETRY FUNCTIONS AND CACHE")
+        log_section("SETUP: SYMMETRY FUNCTIONS AND CACHE")
         log.info("Symmetry functions per element: %s (cutoff %g)",
                  ", ".join(f"{e} {sfs.n_sf[e]}" for e in self.elements), sfs.cutoff)
         owned = [g for g in range(len(st)) if dist.owner(g) == dist.rank]
@@ -424,9 +178,9 @@ class Trainer:
                  mem["D"] / 2**20, cfg.cache_dtype, self.cache.n_cached_D if cfg.use_forces else 0, len(owned),
                  "" if not cfg.use_forces or self.cache.n_cached_D == len(owned)
                  else f"; the rest are recomputed per batch (budget {self.cache.memory_budget / 2**30:.2f} GiB)")
-        _end()
+        log_section_end()
 
-        _setup("SYMMETRY FUNCTION SCALING")
+        log_section("SYMMETRY FUNCTION SCALING")
         if scaling_stats is None:
             gathered = dist.gather_objects(list(zip(owned, self.cache.partials)))
             by_g = dict(item for part in gathered for item in part)
@@ -443,7 +197,7 @@ class Trainer:
         self.cache.set_scaling(pot.scalings)
         log.info("Scaling mode: %s (Smin %g, Smax %g)", pot.scaling_mode,
                  self.settings.get_float("scale_min_short", 0.0), self.settings.get_float("scale_max_short", 1.0))
-        _end()
+        log_section_end()
 
         # targets in training units
         E_int = np.array([(st[g].energy - pot.energy_shift(st[g])) * self.ce for g in owned])
@@ -693,7 +447,7 @@ class Trainer:
         el, fl, ef, ff = self.labels
         fu = cfg.use_forces
         if self.start_epoch == 0:
-            _setup("TRAINING")
+            log_section("TRAINING")
             n_tr = len(self.split.train)
             bs = n_tr if cfg.optimizer in ("lbfgs", "kalman") else min(cfg.batch_size, n_tr)
             if cfg.optimizer == "kalman":
@@ -716,7 +470,7 @@ class Trainer:
             if dist.main:
                 self.write_weights(self.run_dir)
         else:
-            _setup(f"TRAINING (resumed after epoch {self.start_epoch})")
+            log_section(f"TRAINING (resumed after epoch {self.start_epoch})")
             self._rewrite_epoch_files()
         bar = None
         if self.progress:
@@ -811,12 +565,12 @@ class Trainer:
             self.timings["plots_s"] = time.perf_counter() - t_plot
         self.timings["final_s"] = time.perf_counter() - t_fin
         self.timings["train_s"] = time.perf_counter() - t_start
-        _end()
-        _setup("RESULTS")
+        log_section_end()
+        log_section("RESULTS")
         log.info("Best epoch %d (validation loss %.6g); weights written to %s", self.best_epoch, self.best_loss,
                  self.run_dir)
         log.info("%s", M.write_table(train, test, el, fl if fu else None, ef, ff))
-        _end()
+        log_section_end()
         c = self.cache
         mem = c.memory_bytes()
         cache_info = {"structures": len(c.indices), "cached_D": c.n_cached_D, "pairs": int(c.n_pairs.sum()),
@@ -841,204 +595,3 @@ class Trainer:
         except Exception as exc:  # noqa: BLE001 - a plotting failure must not lose a finished run
             warnings.warn(f"could not write plots: {exc}", stacklevel=2)
 
-
-# ---------------------------------------------------------------------------- workflow
-def _check_run_dir(run_dir: Path) -> str | None:
-    if run_dir.exists() and not run_dir.is_dir():
-        return f"{run_dir} exists and is not a directory"
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        return (f"run directory {run_dir} already exists and is not empty; choose a new one with -o, or continue "
-                f"that run with --resume {run_dir}")
-    return None
-
-
-def _default_run_dir() -> Path:
-    return Path(f"hdnnp-train-{time.strftime('%Y%m%d-%H%M%S')}")
-
-
-class _LogToFile:
-    """Attach a train.log file handler (and a console handler if logging is unconfigured)."""
-
-    def __init__(self, path: Path | None, console: bool):
-        self.handlers = []
-        if path is not None:
-            fh = logging.FileHandler(path, encoding="utf-8")
-            fh.setFormatter(logging.Formatter("%(message)s"))
-            self.handlers.append(fh)
-        if console and not logging.getLogger().handlers:
-            sh = logging.StreamHandler(sys.stdout)
-            sh.setFormatter(logging.Formatter("%(message)s"))
-            self.handlers.append(sh)
-
-    def __enter__(self):
-        for h in self.handlers:
-            log.addHandler(h)
-        self.old_level = log.level
-        log.setLevel(logging.INFO)
-        return self
-
-    def __exit__(self, *exc):
-        for h in self.handlers:
-            log.removeHandler(h)
-            h.close()
-        log.setLevel(self.old_level)
-
-
-def train(config: str | Path | None = None, data: str | Path | None = None, run_dir: str | Path | None = None,
-          device: str = "cpu", epochs: int | None = None, resume: str | Path | None = None,
-          overrides: dict | None = None, progress: bool = True, stop_after: int | None = None,
-          console: bool = True, force_backend: str | None = None, extra_outputs=None,
-          allow_existing: bool = False) -> TrainResult:
-    """Train a potential and write an n2p2-compatible run directory.
-
-    Parameters
-    ----------
-    config : n2p2 ``input.nn`` or the prototype's ``control.in`` (not needed with ``resume``).
-    data : n2p2 ``input.data`` (default: ``input.data`` next to input.nn, or control.in's
-        ``atomic_data_path``).
-    run_dir : output directory; must be new or empty (default ``hdnnp-train-<date>-<time>``).
-    device : "cpu" or "cuda[:n]".
-    epochs : number of epochs (overrides the configuration; with ``resume``: the new total).
-    resume : a run directory with a checkpoint to continue from (bit-for-bit the same as an
-        uninterrupted run).
-    overrides : TrainingConfig fields to override (e.g. ``{"learning_rate": 1e-3}``).
-    stop_after : stop after this epoch as if interrupted (tests of ``resume``).
-    extra_outputs : callable(trainer) run on rank 0 after the run directory exists
-        (the prototype writes its ``function.data`` this way).
-    allow_existing : accept a non-empty run_dir (the caller has removed what it replaces).
-    """
-    t0 = time.perf_counter()
-    overrides = dict(overrides or {})
-    if device and device != "cpu":
-        overrides["device"] = device
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise HDNNPError(f"--device {device}: CUDA is not available on this machine (torch {torch.__version__})")
-    dist = Distributed(overrides.get("device", "cpu"))
-    if dist.world > 1 and device.startswith("cuda"):
-        torch.cuda.set_device(dist.local_rank)
-        overrides["device"] = f"cuda:{dist.local_rank}"
-    try:
-        if resume is not None:
-            run_dir = Path(resume)
-            state = load_checkpoint(run_dir / CHECKPOINT_NAME)
-            if state["world_size"] != dist.world:
-                warnings.warn(f"{run_dir}: checkpoint written by {state['world_size']} process(es), resumed with "
-                              f"{dist.world}: the result will differ from an uninterrupted run in the last digits",
-                              stacklevel=2)
-            settings = PotentialDirectory(run_dir).read_settings()
-            cfg = TrainingConfig.from_dict(state["config"])
-            if epochs is not None:
-                cfg.epochs = epochs
-            cfg.device = overrides.get("device", device)  # a run may continue on another device
-            data_path = Path(data) if data is not None else Path(state["data_path"])
-            structures = read_input_data(data_path)
-            split = Split(list(state["split"]["train"]), list(state["split"]["test"]))
-            with _LogToFile(run_dir / "train.log" if dist.main else None, console and dist.main):
-                log.info("\n*** RESUMING %s after epoch %d ***", run_dir, state["epoch"])
-                trainer = Trainer(settings, cfg, structures, data_path, run_dir, dist, progress, force_backend)
-                sf_set = Potential.from_settings(settings).sf_set
-                stats = PotentialDirectory(run_dir).read_scaling([sf_set.n_sf[e] for e in sf_set.elements])
-                trainer.prepare(split=split, scaling_stats=stats)
-                trainer.init_training(state)
-                result = trainer.run(stop_after=stop_after)
-                result.wall_time_s = time.perf_counter() - t0
-                return result
-
-        if config is None:
-            raise HDNNPError("no configuration given (an input.nn or control.in), and no --resume")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            inputs = read_inputs(config, data)
-            if inputs.settings.nnp_generation() == 4:  # 4G training: not implemented yet
-                raise HDNNPError(f"{inputs.settings.path}: a 4G-HDNNP (nnp_generation 4) is trained in n2p2's "
-                                 "two stages: 'hdnnp train input.nn --stage 1|2|both -o RUN_DIR'")
-            cfg = config_from_settings(inputs.settings, overrides=None)
-        if epochs is not None:
-            overrides["epochs"] = epochs
-        if overrides:
-            for k, v in overrides.items():
-                if v is not None:
-                    if not hasattr(cfg, k):
-                        raise SettingsError(f"unknown training option {k!r}")
-                    setattr(cfg, k, v)
-                    cfg.sources[k] = "command line / argument"
-        lr_src = cfg.sources.get("learning_rate", "")
-        if cfg.optimizer == "lbfgs" and "hdnnp_learning_rate" not in lr_src and "command line" not in lr_src:
-            cfg.learning_rate = 1.0  # L-BFGS' step is scaled by its line search; n2p2's Adam eta does not apply
-        cfg.validate()
-        warn_msgs = [str(w.message) for w in caught] + inputs.warnings
-        run_dir = Path(run_dir) if run_dir is not None else _default_run_dir()
-        dist.check(_check_run_dir(run_dir) if dist.main and not allow_existing else None)
-        structures = read_input_data(inputs.data_path)
-        settings = inputs.settings
-        # bad data is reported before anything is written
-        elements = sorted(settings.require("elements").values, key=lambda e: atomic_numbers.get(e, 0))
-        check_data(structures, elements, cfg.use_forces, str(inputs.data_path))
-        split = split_data(structures, cfg.test_fraction, cfg.seed, str(inputs.data_path), cfg.split)
-        created = not run_dir.exists()
-        if dist.main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        with _LogToFile(run_dir / "train.log" if dist.main else None, console and dist.main):
-            _setup("SETUP: SETTINGS")
-            log.info("Configuration: %s%s", inputs.config_path, " (prototype control.in, converted to n2p2 "
-                     "settings)" if inputs.prototype else "")
-            for msg in warn_msgs:  # one line each (train.log and the console), not also a UserWarning
-                log.info("WARNING: %s", msg)
-            if cfg.sources.get("optimizer", "").endswith("updater_type 1") and cfg.optimizer != "kalman":
-                log.info("updater_type 1 (Kalman filter): hdnnp trains with %s, which reaches n2p2's Kalman accuracy "
-                         "sooner (README, Training); add 'hdnnp_optimizer kalman' for n2p2's Kalman filter",
-                         cfg.optimizer)
-            _end()
-            trainer = Trainer(settings, cfg, structures, inputs.data_path, run_dir, dist, progress, force_backend)
-            try:
-                trainer.prepare(split=split)
-            except BaseException:
-                # nothing trained yet: leave no half-made run directory behind
-                if dist.main and created:
-                    shutil.rmtree(run_dir, ignore_errors=True)
-                raise
-            if cfg.use_old_weights:
-                for e in trainer.elements:
-                    net = trainer.pot.networks[e]
-                    net.set_weights(PotentialDirectory(inputs.config_path.parent).read_weights(e, net.layer_sizes))
-            else:
-                initialize_weights(trainer.pot, cfg, cfg.seed)
-            # the run directory's input.nn: the user's lines + normalisation + resolved training keywords
-            for key, values in config_to_keywords(cfg):
-                settings.set(key, *values)
-            if cfg.use_forces:
-                settings.set("use_short_forces")
-            else:
-                settings.remove("use_short_forces")
-            if dist.main:
-                PotentialDirectory(run_dir).write_settings(settings)
-                PotentialDirectory(run_dir).write_scaling(trainer.scaling_stats)
-                meta = {
-                    "config": cfg.to_dict(), "config_file": str(inputs.config_path),
-                    "data_file": str(inputs.data_path), "prototype": inputs.prototype,
-                    "normalization": {"mean_energy": trainer.pot.normalization.mean_energy,
-                                      "conv_energy": trainer.ce, "conv_length": trainer.cl,
-                                      "computed": trainer.norm_stats is not None},
-                    "split": {"train": len(trainer.split.train), "test": len(trainer.split.test)},
-                    "processes": dist.world, "torch_threads": cfg.torch_threads or torch.get_num_threads(),
-                    "command": sys.argv, "versions": dict(package_versions()), "warnings": warn_msgs,
-                }
-                (run_dir / "config.json").write_text(json.dumps(meta, indent=2, default=str) + "\n",
-                                                     encoding="utf-8")
-                if extra_outputs is not None:
-                    extra_outputs(trainer)
-            trainer.init_training(None)
-            result = trainer.run(stop_after=stop_after)
-            result.wall_time_s = time.perf_counter() - t0
-            result.timings["total_s"] = result.wall_time_s
-            return result
-    finally:
-        dist.close()
-
-
-def load_run(run_dir: str | Path) -> Potential:
-    """The trained potential of a run directory (``Potential.from_n2p2``)."""
-    return Potential.from_n2p2(run_dir)
-
-
-__all__ = ["train", "Trainer", "TrainResult", "read_inputs", "NormalizationStats", "load_run"]

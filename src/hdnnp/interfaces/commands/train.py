@@ -1,4 +1,4 @@
-"""``hdnnp train``: train a potential (n2p2 ``nnp-train``), thin wrapper over ``hdnnp.training.trainer.train``."""
+"""``hdnnp train``: train a potential (n2p2 ``nnp-train``), thin wrapper over ``hdnnp.training.workflow.train``."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hdnnp.errors import HDNNPError
-    from hdnnp.training.trainer import train
+    from hdnnp.training.workflow import train
 
     if args.config is None and args.resume is None:
         raise HDNNPError("give a configuration (input.nn or control.in) or --resume RUN_DIR")
