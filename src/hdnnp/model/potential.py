@@ -24,7 +24,7 @@ from hdnnp.io.input_nn import Settings
 from hdnnp.io.potential_directory import SCALING_FILE, SETTINGS_FILE, PotentialDirectory
 from hdnnp.io.scaling_data import ScalingStats, read_scaling_data
 from hdnnp.model.network import ElementNetwork
-from hdnnp.model.topology import initial_hardness, topology
+from hdnnp.model.topology import atom_energy_offsets, initial_hardness, topology
 from hdnnp.model.scaling import ElementScaling, element_scaling, scaling_mode
 from hdnnp.structure import Structure
 
@@ -125,16 +125,7 @@ class Potential(nn.Module):
         ce = settings.get_float("conv_energy")
         cl = settings.get_float("conv_length")
         self.normalization = Normalization(mean, ce, cl) if None not in (mean, ce, cl) else None
-        self.offsets = {e: 0.0 for e in self.elements}
-        for line in settings.all("atom_energy"):
-            if len(line.values) < 2 or line.values[0] not in self.offsets:
-                raise settings.error(line, "expected 'atom_energy <element of this potential> <energy>'")
-            try:
-                self.offsets[line.values[0]] = float(line.values[1])
-            except ValueError:
-                raise settings.error(line, f"atom_energy: expected a number, found {line.values[1]!r}") from None
-            if not np.isfinite(self.offsets[line.values[0]]):
-                raise settings.error(line, f"atom_energy: expected a finite number, found {line.values[1]!r}")
+        self.offsets = atom_energy_offsets(settings, self.elements)
         self.conv_charge = settings.get_float("conv_charge", 1.0)
         self.charge_networks = None
         self.electrostatics = None

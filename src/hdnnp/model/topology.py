@@ -1,7 +1,9 @@
-"""Network topology keywords of input.nn (``global_*_short``, ``global_*_electrostatic``) and the
-4G ``initial_hardness``."""
+"""Model keywords of input.nn read in one place: network topology (``global_*_short``,
+``global_*_electrostatic``), ``atom_energy`` offsets and the 4G ``initial_hardness``."""
 
 from __future__ import annotations
+
+import math
 
 from hdnnp.io.input_nn import Settings
 from hdnnp.model.activations import ACTIVATIONS
@@ -49,3 +51,22 @@ def initial_hardness(settings: Settings, elements: list[str]) -> list[float]:
             raise settings.error(line, f"initial_hardness: expected a number, found {line.values[1]!r}") from None
     return [hardness[e] for e in elements]
 
+
+def atom_energy_offsets(settings: Settings, elements: list[str] | None = None) -> dict[str, float]:
+    """``atom_energy <element> <energy>`` lines as {element: energy} (the file's energy unit).
+
+    With ``elements`` (a potential's), every element gets an entry (0 where no line names it) and a
+    line naming another element is an error. Bad or non-finite values: file:line errors."""
+    offsets = {e: 0.0 for e in elements} if elements is not None else {}
+    for line in settings.all("atom_energy"):
+        if len(line.values) < 2 or (elements is not None and line.values[0] not in offsets):
+            what = "<element of this potential>" if elements is not None else "<element>"
+            raise settings.error(line, f"expected 'atom_energy {what} <energy>'")
+        try:
+            value = float(line.values[1])
+        except ValueError:
+            raise settings.error(line, f"atom_energy: expected a number, found {line.values[1]!r}") from None
+        if not math.isfinite(value):
+            raise settings.error(line, f"atom_energy: expected a finite number, found {line.values[1]!r}")
+        offsets[line.values[0]] = value
+    return offsets

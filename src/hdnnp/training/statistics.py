@@ -219,17 +219,3 @@ def normalization_log(norm: NormalizationStats) -> str:
         f"Conversion factor length  : {norm.conv_length:24.16E}\n"
     )
 
-
-def atom_energy_offsets(settings) -> dict[str, float]:
-    """``atom_energy <element> <energy>`` lines of an input.nn as {element: energy}; a bad value is
-    a one-line error naming file:line (:class:`hdnnp.errors.ReadError`)."""
-    offsets = {}
-    for line in settings.all("atom_energy"):
-        if len(line.values) < 2:
-            raise settings.error(line, "expected 'atom_energy <element> <energy>'")
-        try:
-            offsets[line.values[0]] = float(line.values[1])
-        except ValueError:
-            raise settings.error(line, f"atom_energy: expected a number, found {line.values[1]!r}") from None
-    return offsets
-

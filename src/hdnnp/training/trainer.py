@@ -45,6 +45,7 @@ from hdnnp.errors import HDNNPError
 from hdnnp.io.input_nn import Settings
 from hdnnp.io.potential_directory import PotentialDirectory
 from hdnnp.model.potential import Potential
+from hdnnp.model.topology import atom_energy_offsets
 from hdnnp.structure import Structure
 from hdnnp.training import metrics as M
 from hdnnp.training.checkpoint import CHECKPOINT_NAME, package_versions, save_checkpoint
@@ -56,7 +57,6 @@ from hdnnp.training.inputs import unit_labels
 from hdnnp.training.optimizers import make_optimizer, make_scheduler
 from hdnnp.training.statistics import (
     apply_normalization,
-    atom_energy_offsets,
     check_statistics,
     energy_normalization,
     merge_partials,

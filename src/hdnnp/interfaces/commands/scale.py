@@ -73,8 +73,8 @@ def run_norm(args: argparse.Namespace) -> int:
 
     from hdnnp.io.input_nn import Settings
     from hdnnp.io.n2p2_data import read_input_data
-    from hdnnp.training.statistics import (apply_normalization, atom_energy_offsets, energy_normalization,
-                                           normalization_log)
+    from hdnnp.model.topology import atom_energy_offsets
+    from hdnnp.training.statistics import apply_normalization, energy_normalization, normalization_log
 
     out = Path(args.output)
     _refuse(out, args.overwrite)
