@@ -137,6 +137,16 @@ class Case:
         return potential(self.system, "numba", torch.float64).compute
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One torch thread while this module runs: its structures are tiny, and on a loaded machine
+    torch's thread pool made the torch backend ~50x slower (0.5 s instead of 0.01 s a call)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _params():
     """Every combination; torch x 2G x molecular is marked slow (torch costs ~0.5 s per call for
     these 2G potentials on a CPU; the periodic 2G cases run the same kernels by default)."""

@@ -127,6 +127,21 @@ def _stress_scale(stress) -> float:
     return max(float(np.abs(stress).max()), 1e-12)
 
 
+#: per-atom scalars a result may carry (Prediction: atomic_energies, 4G charges; ForceResult: energies)
+PER_ATOM = ("atomic_energies", "energies", "charges")
+
+
+def _close_per_atom(r, r0, order: np.ndarray | None, tol: Tolerances, what: str) -> None:
+    """Per-atom scalars of ``r`` equal those of ``r0`` (reordered by ``order``, tiled to r's length)."""
+    for name in PER_ATOM:
+        a, b = getattr(r, name, None), getattr(r0, name, None)
+        if a is None or b is None or len(b) == 0:
+            continue
+        b = np.asarray(b, dtype=np.float64)
+        b = b[order] if order is not None else np.tile(b, len(a) // len(b))
+        _close(a, b, tol.force_rel, max(float(np.abs(b).max()), 1e-12), f"{name} {what}")
+
+
 def moved(structure: Structure, positions: np.ndarray | None = None, cell: np.ndarray | None = None,
           order: np.ndarray | None = None) -> Structure:
     """Copy of ``structure`` with new positions and/or cell, atoms optionally reordered by ``order``."""
@@ -236,7 +251,8 @@ def check_stress_fd(compute: Compute, structure: Structure, tol: Tolerances, see
 
 def check_invariances(compute: Compute, structure: Structure, tol: Tolerances, seed: int = 0) -> None:
     """Rotation (positions and cell), translation and permutation of the atoms leave the
-    energy unchanged and transform forces (and stress) accordingly."""
+    energy and per-atom scalars (atomic energies, charges) unchanged, and transform forces (and
+    stress) accordingly."""
     rng = np.random.default_rng(seed)
     r0 = compute(structure)
     n = len(structure)
@@ -246,6 +262,7 @@ def check_invariances(compute: Compute, structure: Structure, tol: Tolerances, s
     r = compute(moved(structure, positions=structure.positions @ R.T, cell=cell))
     _close(r.energy, r0.energy, tol.energy_rel, es, "energy after rotation")
     _close(r.forces, np.asarray(r0.forces) @ R.T, tol.force_rel, fs, "forces after rotation")
+    _close_per_atom(r, r0, np.arange(n), tol, "after rotation")
     if structure.cell is not None:
         _close(r.stress, R @ np.asarray(r0.stress) @ R.T, tol.force_rel, _stress_scale(r0.stress),
                "stress after rotation")
@@ -256,17 +273,19 @@ def check_invariances(compute: Compute, structure: Structure, tol: Tolerances, s
     r = compute(moved(structure, order=order))
     _close(r.energy, r0.energy, tol.energy_rel, es, "energy after permutation")
     _close(r.forces, np.asarray(r0.forces)[order], tol.force_rel, fs, "forces after permutation")
+    _close_per_atom(r, r0, order, tol, "after permutation")
 
 
 def check_supercell(compute: Compute, structure: Structure, tol: Tolerances,
                     reps: tuple[int, int, int] = (2, 1, 1)) -> None:
-    """A supercell has prod(reps) times the energy, the forces of the atoms it repeats and the
-    same stress (periodic structures)."""
+    """A supercell has prod(reps) times the energy, the forces and per-atom scalars of the atoms
+    it repeats and the same stress (periodic structures)."""
     r0 = compute(structure)
     m = int(np.prod(reps))
     r = compute(structure.repeat(reps))
     _close(r.energy, m * r0.energy, tol.energy_rel, m * _energy_scale(r0, len(structure)), "supercell energy")
     _close(r.forces, np.tile(np.asarray(r0.forces), (m, 1)), tol.force_rel, _force_scale(r0), "supercell forces")
+    _close_per_atom(r, r0, None, tol, "of the supercell")
     _close(r.stress, r0.stress, tol.force_rel, _stress_scale(r0.stress), "supercell stress")
 
 
