@@ -148,15 +148,7 @@ def one_torch_thread():
 
 
 def _params():
-    """Every combination; torch x 2G x molecular is marked slow (torch costs ~0.5 s per call for
-    these 2G potentials on a CPU; the periodic 2G cases run the same kernels by default)."""
-    out = []
-    for n, system in SYSTEMS.items():
-        for b in BACKENDS:
-            for d in DTYPES:
-                slow = b == "torch" and system.generation == 2 and not system.periodic
-                out.append(pytest.param((n, b, d), id=f"{n}-{b}-{d}", marks=[pytest.mark.slow] if slow else []))
-    return out
+    return [pytest.param((n, b, d), id=f"{n}-{b}-{d}") for n in SYSTEMS for b in BACKENDS for d in DTYPES]
 
 
 @pytest.fixture(params=_params())
