@@ -290,10 +290,15 @@ def check_supercell(compute: Compute, structure: Structure, tol: Tolerances,
 
 
 def check_empty(compute: Compute, cell: np.ndarray | None = None) -> None:
-    """A structure without atoms has zero energy and a (0, 3) force array."""
+    """A structure without atoms has zero energy, a (0, 3) force array and, in a cell, zero stress."""
     r = compute(Structure([], np.zeros((0, 3)), cell=cell))
     assert float(r.energy) == 0.0, f"empty structure: energy {r.energy}"
     assert np.asarray(r.forces).shape == (0, 3), f"empty structure: forces of shape {np.shape(r.forces)}"
+    stress = getattr(r, "stress", None)
+    if cell is None:
+        assert stress is None, "empty molecular structure: a stress"
+    else:
+        assert stress is not None and not np.any(stress), f"empty periodic structure: stress {stress}"
 
 
 def check_lone_atoms(compute: Compute, elements: Sequence[str], cutoff: float, tol: Tolerances,
