@@ -93,7 +93,7 @@ class Tolerances:
     energy_rel: float
     force_rel: float
     fd_rel: float
-    fd_steps: tuple[float, float] = (4e-3, 2e-3)
+    fd_steps: tuple[float, float] = (2e-3, 1e-3)
     #: True where rounding dominates central differences (float32): the analytic forces are then
     #: checked against the differences of the float64 energy (``reference``), no h^2 test
     low_precision: bool = False
