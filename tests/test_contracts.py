@@ -147,16 +147,27 @@ def one_torch_thread():
     torch.set_num_threads(n)
 
 
-def _params():
-    return [pytest.param((n, b, d), id=f"{n}-{b}-{d}") for n in SYSTEMS for b in BACKENDS for d in DTYPES]
+def _params(periodic_only: bool = False):
+    return [pytest.param((n, b, d), id=f"{n}-{b}-{d}") for n in SYSTEMS for b in BACKENDS for d in DTYPES
+            if SYSTEMS[n].periodic or not periodic_only]
+
+
+def _case(param) -> Case:
+    name, backend, dname = param
+    dtype, tol = DTYPES[dname]
+    system = SYSTEMS[name]
+    return Case(name, system, backend, dname, potential(system, backend, dtype), tol, structure(name))
 
 
 @pytest.fixture(params=_params())
 def case(request) -> Case:
-    name, backend, dname = request.param
-    dtype, tol = DTYPES[dname]
-    system = SYSTEMS[name]
-    return Case(name, system, backend, dname, potential(system, backend, dtype), tol, structure(name))
+    return _case(request.param)
+
+
+@pytest.fixture(params=_params(periodic_only=True))
+def periodic_case(request) -> Case:
+    """The combinations with a periodic structure (stress, supercells)."""
+    return _case(request.param)
 
 
 def test_forces_are_minus_energy_gradient(case):
@@ -189,9 +200,8 @@ def converged_ewald(case: Case, precision: float | None = None):
                 p.electrostatics.ewald = ewald
 
 
-def test_stress_is_strain_derivative(case):
-    if not case.system.periodic:
-        pytest.skip("stress needs a periodic structure")
+def test_stress_is_strain_derivative(periodic_case):
+    case = periodic_case
     with converged_ewald(case):
         check_stress_fd(case.compute, case.structure, case.tol, reference=case.reference())
 
@@ -200,9 +210,8 @@ def test_rotation_translation_permutation_invariance(case):
     check_invariances(case.compute, case.structure, case.tol)
 
 
-def test_supercell_additivity(case):
-    if not case.system.periodic:
-        pytest.skip("supercells need a periodic structure")
+def test_supercell_additivity(periodic_case):
+    case = periodic_case
     with converged_ewald(case, precision=1e-7):
         check_supercell(case.compute, case.structure, case.tol, reps=(2, 1, 1))
 
