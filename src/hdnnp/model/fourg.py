@@ -63,15 +63,8 @@ def _chi_and_inputs(pot, G: torch.Tensor, species: torch.Tensor):
     """chi (n,) in the computation's units and the scaled SFs per element {e: (idx, x)}."""
     ce, _, cc = units(pot)
     chi = torch.zeros(G.shape[0], dtype=pot.dtype, device=G.device)
-    x_scaled = {}
-    for k, e in enumerate(pot.elements):
-        idx = torch.nonzero(species == k).flatten()
-        if len(idx) == 0:
-            continue
-        ns = pot.sf_set.n_sf[e]
-        smin, factor, shift = pot._scale_t[e]
-        x = smin + factor * (G[idx, :ns] - shift)
-        x_scaled[e] = (idx, x)
+    x_scaled = pot.scaled_inputs(G, species)
+    for e, (idx, x) in x_scaled.items():
         # n2p2 treats the chi network's output as physical and normalises it (x conv_energy / conv_charge)
         chi = chi.index_put((idx,), pot.charge_networks[e](x) * (ce / cc))
     return chi, x_scaled

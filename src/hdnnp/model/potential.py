@@ -284,19 +284,28 @@ class Potential(nn.Module):
         return sum(mean + self.offsets[e] for e in structure.elements)
 
     # ---------------------------------------------------------------- networks
-    def atomic_energies_from_G(self, G: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        """Network outputs in physical energy units (no mean, no offsets).
+    def scaled_inputs(self, G: torch.Tensor, species: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The networks' inputs: per element present, (atom indices (m,), scaled SFs (m, n_sf[e])).
 
         G : (n_atoms, max_sf) raw SFs on the potential's device; species : (n_atoms,) element index.
         """
-        out = torch.zeros(G.shape[0], dtype=self.dtype, device=G.device)
+        out = {}
         for k, e in enumerate(self.elements):
             idx = torch.nonzero(species == k).flatten()
             if len(idx) == 0:
                 continue
             n = self.sf_set.n_sf[e]
             smin, factor, shift = self._scale_t[e]
-            x = smin + factor * (G[idx, :n] - shift)
+            out[e] = (idx, smin + factor * (G[idx, :n] - shift))
+        return out
+
+    def atomic_energies_from_G(self, G: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Network outputs in physical energy units (no mean, no offsets).
+
+        G : (n_atoms, max_sf) raw SFs on the potential's device; species : (n_atoms,) element index.
+        """
+        out = torch.zeros(G.shape[0], dtype=self.dtype, device=G.device)
+        for e, (idx, x) in self.scaled_inputs(G, species).items():
             out = out.index_put((idx,), self.networks[e](x))
         return out / self.conv_energy
 

@@ -244,22 +244,12 @@ def _prepare2(pot, structures) -> list[_Item2]:
         gG, gp = torch.autograd.grad(terms.elec, [G, pos])
         f_elec = -(torch.einsum("is,isjc->jc", gG, dGdr) + gp)
         x = {}
-        for e, (idx, xx) in _scaled(pot, G.detach(), sp).items():
+        for e, (idx, xx) in pot.scaled_inputs(G.detach(), sp).items():
             x[e] = (idx, xx, pot._scale_t[e][1])
         items.append(_Item2(x, dGdr, Q.detach(), torch.stack(rows).detach(),
                             float(terms.elec.detach()) + pot.energy_shift(s), f_elec.detach(), float(s.energy),
                             torch.as_tensor(s.forces, dtype=pot.dtype), n))
     return items
-
-
-def _scaled(pot, G, species):
-    out = {}
-    for k, e in enumerate(pot.elements):
-        idx = torch.nonzero(species == k).flatten()
-        if len(idx):
-            smin, factor, shift = pot._scale_t[e]
-            out[e] = (idx, smin + factor * (G[idx, : pot.sf_set.n_sf[e]] - shift))
-    return out
 
 
 def _energy_forces(pot, it: _Item2, create_graph: bool):
