@@ -335,3 +335,20 @@ def test_norm_with_non_numeric_atom_energy_is_one_line(kcase, capsys):
     assert "input.nn:4" in err[0] and "atom_energy: expected a number, found 'abc'" in err[0]
     with pytest.raises(HDNNPError, match="input.nn:4"):
         _train(kcase, epochs=1)
+
+
+@pytest.mark.parametrize("errors, expected", [([0.5, 0.9, 0.2], 2), ([0.5, 3.0, 0.2], 1), ([4.0, 0.1, 0.1], 0)])
+def test_threshold_selection_takes_last_tried_when_none_exceeds(errors, expected):
+    """selection_mode 2 as n2p2's Training::update: the first candidate whose |error| exceeds threshold x RMSE,
+    else the LAST one tried (n2p2 logs the best but updates with the last; taking the best made every update
+    chase the largest force errors and the alho force RMSE rise)."""
+    from hdnnp.training.kalman_training import KalmanTraining
+
+    cands = np.arange(len(errors))[:, None].repeat(3, axis=1)
+    stub = SimpleNamespace(order={"force": [cands]}, mode={"force": 2}, pos={"force": [0]}, rmse={"force": 1.0},
+                           tr=SimpleNamespace(cfg=SimpleNamespace(rmse_threshold_trials_force=3,
+                                                                  rmse_threshold_force=1.0)))
+    stub._evaluate = lambda prop, cand: (errors[int(cand[0])], int(cand[0]), None)
+    err, y, _ = KalmanTraining._next(stub, "force", 0)
+    assert y == expected and err == errors[expected]
+    assert stub.pos["force"][0] == (3 if expected == 2 else expected + 1)
