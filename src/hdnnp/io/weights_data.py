@@ -7,6 +7,7 @@ l-1, for each neuron k of layer l: w[l][k][j]; then the biases of layer l.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,15 +38,14 @@ def n_connections(layer_sizes: list[int]) -> int:
     return sum(a * b + b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
 
 
-def read_weights(path: str | Path, layer_sizes: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Read weights; returns per layer (W (n_out, n_in), b (n_out,))."""
-    path = Path(path)
-    expected = n_connections(layer_sizes)
-    values: list[float] = []
+def _column1(path: Path, opening: str, number: str, finite: str) -> Iterator[tuple[int, float]]:
+    """(line number, column-1 value) of each non-comment line of an n2p2 connection file, checked:
+    UTF-8, a number (``number``: what the error calls it), finite (``finite``); ``opening``: what the
+    file should hold, for the error when it cannot be opened."""
     try:
         fh = open(path, encoding="utf-8-sig", errors="surrogateescape")
     except OSError as exc:
-        raise ReadError(path, None, f"cannot open: {exc.strerror} (expected {expected} weights for layers {layer_sizes})") from None
+        raise ReadError(path, None, f"cannot open: {exc.strerror} ({opening})") from None
     with fh:
         for lineno, raw in enumerate(fh, start=1):
             check_line_utf8(path, lineno, raw)
@@ -53,13 +53,24 @@ def read_weights(path: str | Path, layer_sizes: list[int]) -> list[tuple[np.ndar
             if not words:
                 continue
             try:
-                values.append(float(words[0]))
+                value = float(words[0])
             except ValueError:
-                raise ReadError(path, lineno, f"expected a number in column 1, found {words[0]!r}") from None
-            if not math.isfinite(values[-1]):
-                raise ReadError(path, lineno, f"expected a finite weight in column 1, found {words[0]!r}")
-            if len(values) > expected:
-                raise ReadError(path, lineno, f"too many values: the network {layer_sizes} has {expected} weights and biases")
+                raise ReadError(path, lineno, f"expected {number}, found {words[0]!r}") from None
+            if not math.isfinite(value):
+                raise ReadError(path, lineno, f"expected {finite}, found {words[0]!r}")
+            yield lineno, value
+
+
+def read_weights(path: str | Path, layer_sizes: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Read weights; returns per layer (W (n_out, n_in), b (n_out,))."""
+    path = Path(path)
+    expected = n_connections(layer_sizes)
+    values: list[float] = []
+    for lineno, value in _column1(path, f"expected {expected} weights for layers {layer_sizes}",
+                                  "a number in column 1", "a finite weight in column 1"):
+        values.append(value)
+        if len(values) > expected:
+            raise ReadError(path, lineno, f"too many values: the network {layer_sizes} has {expected} weights and biases")
     if len(values) < expected:
         raise ReadError(path, None, f"found {len(values)} values; the network {layer_sizes} needs {expected} weights and biases")
     v = np.array(values)
@@ -92,25 +103,12 @@ def write_weights(path: str | Path, layers: list[tuple[np.ndarray, np.ndarray]])
 def read_hardness(path: str | Path) -> float:
     """n2p2 ``hardness.ZZZ.data``: exactly one number (column 1), the element hardness J (E/q^2)."""
     path = Path(path)
-    try:
-        fh = open(path, encoding="utf-8-sig", errors="surrogateescape")
-    except OSError as exc:
-        raise ReadError(path, None, f"cannot open: {exc.strerror} (expected one number, the atomic hardness)") from None
     values: list[float] = []
-    with fh:
-        for lineno, raw in enumerate(fh, start=1):
-            check_line_utf8(path, lineno, raw)
-            words = raw.split("#")[0].split()
-            if not words:
-                continue
-            if values:
-                raise ReadError(path, lineno, "expected exactly one number (the atomic hardness), found a second line")
-            try:
-                values.append(float(words[0]))
-            except ValueError:
-                raise ReadError(path, lineno, f"expected a number (the atomic hardness), found {words[0]!r}") from None
-            if not math.isfinite(values[-1]):
-                raise ReadError(path, lineno, f"expected a finite number (the atomic hardness), found {words[0]!r}")
+    for lineno, value in _column1(path, "expected one number, the atomic hardness",
+                                  "a number (the atomic hardness)", "a finite number (the atomic hardness)"):
+        if values:
+            raise ReadError(path, lineno, "expected exactly one number (the atomic hardness), found a second line")
+        values.append(value)
     if not values:
         raise ReadError(path, None, "empty: expected one number, the atomic hardness")
     return values[0]
