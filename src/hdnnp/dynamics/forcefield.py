@@ -186,15 +186,30 @@ class HDNNPForceField:
 
 
 class ASECalculatorForceField:
-    """Any ASE calculator as a force field (used for fast thermostat tests with EMT).
+    """Any ASE calculator as a force field (``hdnnp sample``; fast thermostat tests with EMT).
 
     The calculator works in eV and Å already; no conversion happens here.
+    calculator : an ASE calculator. atoms : a template ``ase.Atoms`` whose copy the calculator
+        sees (keeps its cell, pbc, charges, magnetic moments; positions and cell are then set
+        per call); None: built from the first call's elements, positions and cell.
+    per_atom_energies : also ask for per-atom energies when the calculator implements them.
+    The calculator's own cache applies: a call at unchanged positions costs nothing.
     """
 
-    def __init__(self, calculator):
+    def __init__(self, calculator, atoms=None, per_atom_energies: bool = True):
         self.calculator = calculator
         self._atoms = None
+        if atoms is not None:
+            self._atoms = atoms.copy()
+            self._atoms.set_constraint()
+            self._atoms.calc = calculator
+        self.per_atom_energies = per_atom_energies
         self.n_calls = 0
+
+    @property
+    def atoms(self):
+        """The ``ase.Atoms`` the calculator sees (positions of the last call), or None before the first."""
+        return self._atoms
 
     def compute(self, elements: list[str], positions: np.ndarray, cell: np.ndarray | None,
                 stress: bool = True, forces: bool = True) -> ForceResult:
@@ -209,13 +224,13 @@ class ASECalculatorForceField:
         if cell is not None:
             a.set_cell(cell, scale_atoms=False)
         self.n_calls += 1
+        f = np.array(a.get_forces())  # forces first: a calculator asked for them computes the energy too
         energy = float(a.get_potential_energy())
-        f = np.array(a.get_forces())
         st = None
         if stress and cell is not None:
             st = np.array(a.get_stress(voigt=False))
         energies = None
-        if "energies" in getattr(self.calculator, "implemented_properties", ()):
+        if self.per_atom_energies and "energies" in getattr(self.calculator, "implemented_properties", ()):
             energies = np.array(a.get_potential_energies())
         return ForceResult(energy=energy, forces=f, stress=st, energies=energies)
 

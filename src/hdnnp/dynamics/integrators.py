@@ -1,4 +1,4 @@
-"""The MD state and the velocity Verlet integrator (numpy, ASE units).
+"""The MD state and its integrators (numpy, ASE units): velocity Verlet and ASE's Langevin scheme.
 
 Velocity Verlet exactly as in the prototype / thesis:
 
@@ -22,7 +22,7 @@ import numpy as np
 from ase import units
 
 from hdnnp.dynamics.forcefield import ForceField, ForceResult
-from hdnnp.dynamics.thermostats import BerendsenBarostat, Thermostat
+from hdnnp.dynamics.thermostats import BerendsenBarostat, LangevinASE, Thermostat
 from hdnnp.dynamics.velocities import degrees_of_freedom, kinetic_energy, temperature
 
 
@@ -149,5 +149,114 @@ class VelocityVerlet:
         state.result = self.compute(state)
         v = v + (0.5 * dt) * (a + state.result.forces / m)
         state.velocities = self.thermostat.half_step(v, state.masses, dt, self.rng, n_dof)
+        state.step += 1
+        state.time_fs += self.timestep_fs
+
+
+class LangevinIntegrator:
+    """Langevin dynamics with the formulas, random draws and floating-point operation order of
+    ASE's ``ase.md.langevin.Langevin(fixcm=False)`` on atoms with the ``FixCom`` constraint
+    (``thermostat.fix_com``) or without constraints, so that a run gives bit-identical positions
+    (``hdnnp sample`` relies on it). Vanden-Eijnden & Ciccotti, Chem. Phys. Lett. 429, 310
+    (2006), Eq. 23; per step, with c1..c5 as in ASE and xi, eta ~ N(0, 1) drawn in this order:
+
+        v += c1 F/m - c2 v + (c3 xi - c4 eta);   r' = r + dt v + c5 eta   (centre of mass reset)
+        v = (r' - r - c5 eta) / dt;   F' = F(r');   v += c1 F'/m - c2 v + (c3 xi - c4 eta)
+        p = m v (total momentum removed);   v = p / m
+
+    The same interface as ``VelocityVerlet``. thermostat : ``LangevinASE`` (temperature, friction,
+    fix_com). wrap : wrap positions into the cell after each step (ASE does not: the sampler
+    passes False). stress : ask the force field for the stress (None: for periodic systems).
+    ``thermostat.energy_removed`` accumulates the heat given to the bath, estimated per step as the
+    kinetic energy of the non-Hamiltonian velocity increments and the work -F'.(c5 eta) of the
+    random displacement; E_tot plus it drifts like velocity Verlet's energy.
+    """
+
+    def __init__(self, force_field: ForceField, timestep_fs: float, thermostat: LangevinASE,
+                 rng: np.random.Generator | None = None, wrap: bool = True, stress: bool | None = None):
+        if not timestep_fs > 0:
+            raise ValueError(f"timestep_fs must be > 0, got {timestep_fs}")
+        self.force_field = force_field
+        self.timestep_fs = float(timestep_fs)
+        self.dt = self.timestep_fs * units.fs
+        self.thermostat = thermostat
+        self.barostat = None
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self.wrap = wrap
+        self.stress = stress
+        self.force_time = 0.0
+        self._coef_masses: np.ndarray | None = None
+
+    def n_dof(self, state: MDState) -> int:
+        return degrees_of_freedom(state.n_atoms, self.thermostat.momentum_conserving)
+
+    def compute(self, state: MDState) -> ForceResult:
+        t0 = time.perf_counter()
+        stress = state.cell is not None if self.stress is None else self.stress
+        res = self.force_field.compute(state.elements, state.positions, state.cell, stress=stress)
+        self.force_time += time.perf_counter() - t0
+        return res
+
+    def initialize(self, state: MDState) -> None:
+        """Compute forces at the starting positions (if not already known, e.g. from a restart)."""
+        if state.cell is not None and self.wrap:
+            state.positions = wrap_positions(state.positions, state.cell)
+        if state.result is None:
+            state.result = self.compute(state)
+
+    def _coefficients(self, masses: np.ndarray) -> tuple:
+        """ASE's ``Langevin.updatevars``: c1, c2 scalars; c3, c4, c5 (n_atoms, 1); masses (n_atoms, 1)."""
+        if self._coef_masses is None or not np.array_equal(self._coef_masses, masses):
+            dt = self.dt
+            T = units.kB * self.thermostat.temperature_K
+            fr = self.thermostat.friction_per_fs / units.fs
+            m = np.array(masses, dtype=np.float64).reshape(-1, 1)
+            sigma = np.sqrt(2 * T * fr / m)
+            c1 = dt / 2.0 - dt * dt * fr / 8.0
+            c2 = dt * fr / 2 - dt * dt * fr * fr / 8.0
+            c3 = np.sqrt(dt) * sigma / 2.0 - dt**1.5 * fr * sigma / 8.0
+            c5 = dt**1.5 * sigma / (2 * np.sqrt(3))
+            c4 = fr / 2.0 * c5
+            self._coef = (c1, c2, c3, c4, c5, m)
+            self._coef_masses = np.array(masses, dtype=np.float64)
+        return self._coef
+
+    def _kick(self, v, forces, m, rnd_vel, c1, c2, masses):
+        """One velocity half-update; returns (new v, its kinetic energy minus a Hamiltonian kick's)."""
+        new = v + (c1 * forces / m - c2 * v + rnd_vel)
+        return new, kinetic_energy(masses, new) - kinetic_energy(masses, v + (0.5 * self.dt) * forces / m)
+
+    def step(self, state: MDState) -> None:
+        """Advance ``state`` by one time step (as ``Langevin.step`` of ASE 3.29)."""
+        dt = self.dt
+        c1, c2, c3, c4, c5, m = self._coefficients(state.masses)
+        masses = state.masses
+        x = state.positions
+        n = state.n_atoms
+        xi = self.rng.standard_normal(size=(n, 3))
+        eta = self.rng.standard_normal(size=(n, 3))
+        rnd_pos = c5 * eta
+        rnd_vel = c3 * xi - c4 * eta
+        v, heat = self._kick(state.velocities, state.result.forces, m, rnd_vel, c1, c2, masses)
+        new = x + dt * v + rnd_pos
+        if self.thermostat.fix_com:  # FixCom.adjust_positions
+            old_cm = masses @ x / masses.sum()
+            new_cm = masses @ new / masses.sum()
+            new += old_cm - new_cm
+        v = (new - x - rnd_pos) / dt
+        if state.cell is not None and self.wrap:
+            new = wrap_positions(new, state.cell)
+        state.positions = new
+        state.result = self.compute(state)
+        forces = state.result.forces
+        v, heat2 = self._kick(v, forces, m, rnd_vel, c1, c2, masses)
+        p = v * m
+        if self.thermostat.fix_com:  # FixCom.adjust_momenta
+            velocity_com = p.sum(axis=0) / masses.sum()
+            p -= masses[:, None] * velocity_com
+        velocities = p / m
+        heat += heat2 + kinetic_energy(masses, velocities) - kinetic_energy(masses, v)
+        self.thermostat.energy_removed -= heat - float(np.sum(forces * rnd_pos))
+        state.velocities = velocities
         state.step += 1
         state.time_fs += self.timestep_fs

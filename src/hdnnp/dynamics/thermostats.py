@@ -25,7 +25,8 @@ from ase import units
 
 from hdnnp.dynamics.velocities import kinetic_energy, temperature
 
-ENSEMBLES = ("nve", "langevin", "bussi", "nose-hoover", "berendsen", "npt-berendsen", "npt-crescale")
+ENSEMBLES = ("nve", "langevin", "langevin-ase", "bussi", "nose-hoover", "berendsen", "npt-berendsen",
+             "npt-crescale")
 
 
 class Thermostat:
@@ -111,6 +112,35 @@ class Langevin(_TargetTemperature):
 
     def describe(self) -> str:
         return f"Langevin, T = {self.temperature_K} K, friction = {self.friction_per_fs} /fs"
+
+
+class LangevinASE(_TargetTemperature):
+    """Langevin dynamics as ASE's ``ase.md.langevin.Langevin`` (Vanden-Eijnden & Ciccotti,
+    Chem. Phys. Lett. 429, 310 (2006), Eq. 23), the scheme of ``hdnnp sample``.
+
+    Friction and noise enter the position and velocity updates themselves, so this is not an
+    operator around velocity Verlet: ``hdnnp.dynamics.integrators.LangevinIntegrator`` integrates
+    it; this object holds its parameters and the energy exchanged with the heat bath.
+    friction_per_fs : gamma in 1/fs. fix_com : keep the centre of mass (and zero total momentum)
+    fixed, as ASE's ``FixCom`` constraint does (then N_f = 3N - 3).
+    """
+
+    name = "langevin-ase"
+
+    def __init__(self, temperature_K: float, friction_per_fs: float = 0.01, fix_com: bool = True):
+        super().__init__(temperature_K)
+        if not friction_per_fs > 0:
+            raise ValueError(f"friction_per_fs must be > 0, got {friction_per_fs}")
+        self.friction_per_fs = float(friction_per_fs)
+        self.fix_com = bool(fix_com)
+        self.momentum_conserving = self.fix_com
+
+    def half_step(self, velocities, masses, dt, rng, n_dof):
+        raise TypeError("the langevin-ase thermostat is integrated by LangevinIntegrator, not around velocity Verlet")
+
+    def describe(self) -> str:
+        return (f"Langevin (ASE's scheme{', centre of mass fixed' if self.fix_com else ''}), "
+                f"T = {self.temperature_K} K, friction = {self.friction_per_fs} /fs")
 
 
 class Bussi(_RelaxationTime):
@@ -337,6 +367,8 @@ def make_thermostat(ensemble: str, temperature_K: float | None = None, friction_
         raise ValueError(f"ensemble {ensemble!r} needs a target temperature > 0 (--temperature-K)")
     if ensemble == "langevin":
         return Langevin(temperature_K, friction_per_fs)
+    if ensemble == "langevin-ase":
+        return LangevinASE(temperature_K, friction_per_fs)
     if ensemble in ("bussi", "npt-crescale"):
         return Bussi(temperature_K, tau_fs)
     if ensemble == "nose-hoover":

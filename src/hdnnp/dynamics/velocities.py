@@ -65,3 +65,28 @@ def maxwell_boltzmann_velocities(masses: np.ndarray, temperature_K: float, rng: 
         if t_now > 0:
             v *= np.sqrt(temperature_K / t_now)
     return v
+
+
+def ase_thermal_velocities(atoms, temperature_K: float, rng: np.random.Generator, fix_com: bool = True,
+                           zero_rotation: bool = False) -> np.ndarray:
+    """Maxwell-Boltzmann velocities drawn exactly as ASE does (``hdnnp sample``'s start):
+    ``thermalize_momenta`` with the ``FixCom`` constraint (``fix_com``), ``Stationary`` and, with
+    ``zero_rotation``, ``ZeroRotation`` (each keeping the temperature over ASE's degrees of freedom).
+
+    atoms : ``ase.Atoms`` (masses, positions; not modified). Returns (n_atoms, 3) velocities in ASE
+    units, as ``atoms.get_velocities()`` gives them.
+    """
+    from ase.constraints import FixCom
+    from ase.md import velocitydistribution as vd
+
+    a = atoms.copy()
+    a.calc = None
+    a.set_constraint(FixCom() if fix_com else None)
+    if hasattr(vd, "thermalize_momenta"):  # ASE >= 3.29
+        vd.thermalize_momenta(a, temperature_K=temperature_K, rng=rng)
+    else:  # pragma: no cover - older ASE
+        vd.MaxwellBoltzmannDistribution(a, temperature_K=temperature_K, rng=rng)
+    vd.Stationary(a)
+    if zero_rotation:
+        vd.ZeroRotation(a)
+    return a.get_velocities()

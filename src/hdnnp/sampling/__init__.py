@@ -37,6 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
+from hdnnp.dynamics.forcefield import ASECalculatorForceField
+from hdnnp.dynamics.integrators import LangevinIntegrator, MDState
+from hdnnp.dynamics.run import StopSignals
+from hdnnp.dynamics.thermostats import LangevinASE
+from hdnnp.dynamics.velocities import ase_thermal_velocities
 from hdnnp.errors import HDNNPError
 from hdnnp.io.n2p2_data import format_structure
 from hdnnp.io.structure_files import read_atoms as read_structure  # noqa: F401  (public name)
@@ -161,6 +166,16 @@ class _FrameWriter:
             self.fh.close()
 
 
+def _check_frame(state: MDState, label: str) -> None:
+    """Refuses non-finite energies, forces or positions (no frame with them is written)."""
+    res = state.result
+    if not (np.isfinite(res.energy) and np.all(np.isfinite(res.forces))):
+        raise HDNNPError(f"calculator {label} returned a non-finite energy or force")
+    if not np.isfinite(state.positions).all():
+        raise HDNNPError("the MD blew up (non-finite positions): use a smaller --timestep-fs; no frame with "
+                         "them was written")
+
+
 def _evaluate(a, label: str) -> tuple[float, np.ndarray]:
     """Energy and raw (unconstrained) forces of ``a``; refuses non-finite results or positions."""
     energy = a.get_potential_energy()
@@ -173,14 +188,22 @@ def _evaluate(a, label: str) -> tuple[float, np.ndarray]:
     return float(energy), np.array(forces, dtype=np.float64)
 
 
-def _start_trajectory(plan: _Plan, atoms, calculator, temp: float, run_seed: int, n_done: int):
-    """The Langevin integrator of one trajectory: from ``atoms`` (new) or from its last frame in the
-    output (resumed; velocities redrawn). Returns (dyn, atoms, step, steps to the next frame, rng)."""
-    from ase import units
-    from ase.constraints import FixCom
-    from ase.md import velocitydistribution as vd
-    from ase.md.langevin import Langevin
+@dataclass
+class _Trajectory:
+    """One trajectory on the dynamics engine: its state, integrator and force field (the ASE
+    calculator on a copy of the trajectory's atoms), the step and the steps to its next frame."""
 
+    state: MDState
+    integrator: LangevinIntegrator
+    force_field: ASECalculatorForceField
+    step: int
+    steps_next: int
+
+
+def _start_trajectory(plan: _Plan, atoms, calculator, temp: float, run_seed: int, n_done: int) -> _Trajectory:
+    """The Langevin run of one trajectory: from ``atoms`` (new) or from its last frame in the
+    output (resumed; velocities redrawn). Velocities, thermostat noise and perturbations share
+    one generator, seeded by (seed, temperature, frames done), drawn in ASE's order."""
     key = _key(temp, run_seed)
     rng = np.random.default_rng([run_seed, round(temp * 1000), n_done])
     if n_done == 0:
@@ -198,18 +221,25 @@ def _start_trajectory(plan: _Plan, atoms, calculator, temp: float, run_seed: int
         md_atoms.set_masses(atoms.get_masses())
         step = int(fields.get("step", 0))
         steps_next = plan.interval
-    md_atoms.set_constraint(FixCom())
-    md_atoms.calc = calculator
-    if hasattr(vd, "thermalize_momenta"):  # ASE >= 3.29
-        vd.thermalize_momenta(md_atoms, temperature_K=temp, rng=rng)
-    else:  # pragma: no cover - older ASE
-        vd.MaxwellBoltzmannDistribution(md_atoms, temperature_K=temp, rng=rng)
-    vd.Stationary(md_atoms)
-    if not plan.periodic:
-        vd.ZeroRotation(md_atoms)
-    dyn = Langevin(md_atoms, plan.timestep_fs * units.fs, temperature_K=temp,
-                   friction=plan.friction_per_fs / units.fs, fixcm=False, rng=rng)
-    return dyn, md_atoms, step, steps_next, rng
+    md_atoms.set_constraint()
+    velocities = ase_thermal_velocities(md_atoms, temp, rng, fix_com=True, zero_rotation=not plan.periodic)
+    state = MDState(elements=list(md_atoms.get_chemical_symbols()),
+                    positions=np.array(md_atoms.positions, dtype=np.float64), velocities=velocities,
+                    masses=np.array(md_atoms.get_masses(), dtype=np.float64),
+                    cell=np.array(md_atoms.cell, dtype=np.float64) if plan.periodic else None, step=step)
+    force_field = ASECalculatorForceField(calculator, atoms=md_atoms, per_atom_energies=False)
+    thermostat = LangevinASE(temp, plan.friction_per_fs, fix_com=True)
+    integrator = LangevinIntegrator(force_field, plan.timestep_fs, thermostat, rng, wrap=False, stress=False)
+    return _Trajectory(state, integrator, force_field, step, steps_next)
+
+
+def _frame(traj: _Trajectory, comment: str) -> Structure:
+    """The current MD frame: positions, cell and the raw calculator energy and forces."""
+    state = traj.state
+    return Structure(elements=list(state.elements), positions=np.array(state.positions, dtype=np.float64),
+                     cell=None if state.cell is None else np.array(state.cell, dtype=np.float64),
+                     energy=float(state.result.energy), forces=np.array(state.result.forces, dtype=np.float64),
+                     comments=[comment])
 
 
 def _write_copies(plan: _Plan, writer: _FrameWriter, md_atoms, calculator, rng, t_label: str, run_seed: int,
@@ -231,8 +261,19 @@ def _write_copies(plan: _Plan, writer: _FrameWriter, md_atoms, calculator, rng, 
         writer.write(_structure_from_atoms(pert, e_c, f_c, format_comment(**cfields)), cfields)
 
 
+def _advance(traj: _Trajectory, n_steps: int, signals: StopSignals) -> None:
+    """``n_steps`` steps of the integrator (forces first where unknown); a SIGINT/SIGTERM received
+    meanwhile ends them after the current step with a KeyboardInterrupt."""
+    integrator, state = traj.integrator, traj.state
+    integrator.initialize(state)
+    for _ in range(n_steps):
+        integrator.step(state)
+        if signals.received:
+            raise KeyboardInterrupt(signals.received)
+
+
 def _run_trajectory(plan: _Plan, writer: _FrameWriter, bar, atoms, calculator, temp: float, run_seed: int,
-                    target: int) -> int:
+                    target: int, signals: StopSignals) -> int:
     """Make the missing MD frames (and their copies) of one trajectory; returns the MD steps run."""
     key = _key(temp, run_seed)
     t_label = key[0]
@@ -240,29 +281,34 @@ def _run_trajectory(plan: _Plan, writer: _FrameWriter, bar, atoms, calculator, t
     if n_done >= target:
         return 0
     bar.set_postfix_str(f"{t_label} K, seed {run_seed}")
-    dyn, md_atoms, step, steps_next, rng = _start_trajectory(plan, atoms, calculator, temp, run_seed, n_done)
+    traj = _start_trajectory(plan, atoms, calculator, temp, run_seed, n_done)
     label = plan.label
     n_steps = 0
     while n_done < target:
         try:
-            dyn.run(steps_next)
-            energy, forces = _evaluate(md_atoms, label)
+            _advance(traj, traj.steps_next, signals)
+            _check_frame(traj.state, label)
         except (HDNNPError, KeyboardInterrupt):
             raise
         except Exception as exc:
             raise HDNNPError(
-                f"calculator {label} failed at {t_label} K (seed {run_seed}) near step {step + steps_next}: "
+                f"calculator {label} failed at {t_label} K (seed {run_seed}) near step {traj.step + traj.steps_next}: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        n_steps += steps_next
-        step += steps_next
-        steps_next = plan.interval
-        fields = {"calculator": label, "temperature_K": t_label, "step": step, "seed": run_seed,
+        n_steps += traj.steps_next
+        traj.step += traj.steps_next
+        traj.steps_next = plan.interval
+        fields = {"calculator": label, "temperature_K": t_label, "step": traj.step, "seed": run_seed,
                   "kind": "md", "timestep_fs": f"{plan.timestep_fs:g}"}
-        writer.write(_structure_from_atoms(md_atoms, energy, forces, format_comment(**fields)), fields)
+        writer.write(_frame(traj, format_comment(**fields)), fields)
         n_done += 1
         bar.update(1)
-        _write_copies(plan, writer, md_atoms, calculator, rng, t_label, run_seed, step)
+        if plan.copies:
+            _write_copies(plan, writer, traj.force_field.atoms, calculator, traj.integrator.rng, t_label, run_seed,
+                          traj.step)
+            # the calculator last saw the copies (an SCF code keeps their wavefunction as its next guess):
+            # the next step asks again at the MD positions, as ASE's Langevin.step did
+            traj.state.result = None
     return n_steps
 
 
@@ -344,12 +390,14 @@ def sample(
                disable=not progress or plan.n_todo == 0, dynamic_ncols=True)
     writer = _FrameWriter(output, existing.n_frames, callback)
     try:
-        for (temp, run_seed), target in zip(runs, targets):
-            n_steps += _run_trajectory(plan, writer, bar, atoms, calculator, temp, run_seed, target)
-    except KeyboardInterrupt:
+        with StopSignals() as signals:
+            for (temp, run_seed), target in zip(runs, targets):
+                n_steps += _run_trajectory(plan, writer, bar, atoms, calculator, temp, run_seed, target, signals)
+    except KeyboardInterrupt as exc:
         bar.close()
-        log.warning("interrupted: %d frames written in this run and kept in %s; "
-                    "run the same command again to continue", writer.written, output)
+        by = f" by {exc.args[0]}" if exc.args else ""
+        log.warning("interrupted%s: %d frames written in this run and kept in %s; "
+                    "run the same command again to continue", by, writer.written, output)
         raise
     finally:
         bar.close()
