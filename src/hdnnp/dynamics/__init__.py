@@ -14,7 +14,7 @@ from hdnnp.dynamics.forcefield import (
     PotentialUnits,
     resolve_units,
 )
-from hdnnp.dynamics.integrators import MDState, VelocityVerlet, wrap_positions
+from hdnnp.dynamics.integrators import LangevinIntegrator, MDState, VelocityVerlet, wrap_positions
 from hdnnp.dynamics.output import ExtxyzWriter, ThermoLog, TrajDataWriter, plot_thermo, read_thermo_log, read_traj_data
 from hdnnp.dynamics.restart import read_restart, write_restart
 from hdnnp.dynamics.run import MDResult, MDSettings, read_structure, run_md, state_from_atoms
@@ -24,20 +24,27 @@ from hdnnp.dynamics.thermostats import (
     BerendsenBarostat,
     Bussi,
     Langevin,
+    LangevinASE,
     NoseHooverChain,
     Thermostat,
     make_thermostat,
 )
-from hdnnp.dynamics.velocities import degrees_of_freedom, kinetic_energy, maxwell_boltzmann_velocities, temperature
+from hdnnp.dynamics.velocities import (
+    ase_thermal_velocities,
+    degrees_of_freedom,
+    kinetic_energy,
+    maxwell_boltzmann_velocities,
+    temperature,
+)
 
 __all__ = [
     "ASECalculatorForceField", "ForceResult", "HDNNPForceField", "LennardJonesForceField", "PotentialUnits",
     "resolve_units",
-    "MDState", "VelocityVerlet", "wrap_positions",
+    "LangevinIntegrator", "MDState", "VelocityVerlet", "wrap_positions",
     "ExtxyzWriter", "ThermoLog", "TrajDataWriter", "plot_thermo", "read_thermo_log", "read_traj_data",
     "read_restart", "write_restart",
     "MDResult", "MDSettings", "read_structure", "run_md", "state_from_atoms",
-    "ENSEMBLES", "Berendsen", "BerendsenBarostat", "Bussi", "Langevin", "NoseHooverChain", "Thermostat",
+    "ENSEMBLES", "Berendsen", "BerendsenBarostat", "Bussi", "Langevin", "LangevinASE", "NoseHooverChain", "Thermostat",
     "make_thermostat",
-    "degrees_of_freedom", "kinetic_energy", "maxwell_boltzmann_velocities", "temperature",
+    "ase_thermal_velocities", "degrees_of_freedom", "kinetic_energy", "maxwell_boltzmann_velocities", "temperature",
 ]

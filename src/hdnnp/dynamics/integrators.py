@@ -167,9 +167,8 @@ class LangevinIntegrator:
     The same interface as ``VelocityVerlet``. thermostat : ``LangevinASE`` (temperature, friction,
     fix_com). wrap : wrap positions into the cell after each step (ASE does not: the sampler
     passes False). stress : ask the force field for the stress (None: for periodic systems).
-    ``thermostat.energy_removed`` accumulates the heat given to the bath, estimated per step as the
-    kinetic energy of the non-Hamiltonian velocity increments and the work -F'.(c5 eta) of the
-    random displacement; E_tot plus it drifts like velocity Verlet's energy.
+    ``thermostat.energy_removed`` accumulates the heat given to the bath (see ``_account_heat``),
+    so that E_tot plus it is conserved as velocity Verlet's energy is.
     """
 
     def __init__(self, force_field: ForceField, timestep_fs: float, thermostat: LangevinASE,
@@ -221,10 +220,15 @@ class LangevinIntegrator:
             self._coef_masses = np.array(masses, dtype=np.float64)
         return self._coef
 
-    def _kick(self, v, forces, m, rnd_vel, c1, c2, masses):
-        """One velocity half-update; returns (new v, its kinetic energy minus a Hamiltonian kick's)."""
-        new = v + (c1 * forces / m - c2 * v + rnd_vel)
-        return new, kinetic_energy(masses, new) - kinetic_energy(masses, v + (0.5 * self.dt) * forces / m)
+    def _account_heat(self, v0, u, v_end, f0, f1, m) -> None:
+        """Heat given to the system in one step, read as thermostat -> velocity Verlet -> thermostat:
+        the Verlet step u - dt F0/2m -> u -> u + dt F1/2m moves the atoms by dt u, their actual
+        displacement (random and centre-of-mass parts included)."""
+        h = 0.5 * self.dt
+        mass = m[:, 0]
+        heat = (kinetic_energy(mass, u - h * f0 / m) - kinetic_energy(mass, v0)
+                + kinetic_energy(mass, v_end) - kinetic_energy(mass, u + h * f1 / m))
+        self.thermostat.energy_removed -= heat
 
     def step(self, state: MDState) -> None:
         """Advance ``state`` by one time step (as ``Langevin.step`` of ASE 3.29)."""
@@ -237,26 +241,27 @@ class LangevinIntegrator:
         eta = self.rng.standard_normal(size=(n, 3))
         rnd_pos = c5 * eta
         rnd_vel = c3 * xi - c4 * eta
-        v, heat = self._kick(state.velocities, state.result.forces, m, rnd_vel, c1, c2, masses)
-        new = x + dt * v + rnd_pos
+        f0 = state.result.forces
+        v1 = state.velocities + (c1 * f0 / m - c2 * state.velocities + rnd_vel)
+        new = x + dt * v1 + rnd_pos
         if self.thermostat.fix_com:  # FixCom.adjust_positions
             old_cm = masses @ x / masses.sum()
             new_cm = masses @ new / masses.sum()
             new += old_cm - new_cm
         v = (new - x - rnd_pos) / dt
+        u = (new - x) / dt
         if state.cell is not None and self.wrap:
             new = wrap_positions(new, state.cell)
         state.positions = new
         state.result = self.compute(state)
         forces = state.result.forces
-        v, heat2 = self._kick(v, forces, m, rnd_vel, c1, c2, masses)
-        p = v * m
+        v2 = v + (c1 * forces / m - c2 * v + rnd_vel)
+        p = v2 * m
         if self.thermostat.fix_com:  # FixCom.adjust_momenta
             velocity_com = p.sum(axis=0) / masses.sum()
             p -= masses[:, None] * velocity_com
         velocities = p / m
-        heat += heat2 + kinetic_energy(masses, velocities) - kinetic_energy(masses, v)
-        self.thermostat.energy_removed -= heat - float(np.sum(forces * rnd_pos))
+        self._account_heat(state.velocities, u, velocities, f0, forces, m)
         state.velocities = velocities
         state.step += 1
         state.time_fs += self.timestep_fs

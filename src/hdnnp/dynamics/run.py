@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from hdnnp.dynamics.forcefield import ForceField
-from hdnnp.dynamics.integrators import MDState, VelocityVerlet
+from hdnnp.dynamics.integrators import LangevinIntegrator, MDState, VelocityVerlet
 from hdnnp.dynamics.output import (ExtxyzWriter, ThermoLog, TrajDataWriter, ns_per_day, plot_thermo,
                                    truncate_after_step)
 from hdnnp.dynamics.restart import read_restart, write_restart
-from hdnnp.dynamics.thermostats import ENSEMBLES, BerendsenBarostat, CRescaleBarostat, make_thermostat
+from hdnnp.dynamics.thermostats import ENSEMBLES, BerendsenBarostat, CRescaleBarostat, LangevinASE, make_thermostat
 from hdnnp.dynamics.velocities import maxwell_boltzmann_velocities
 from hdnnp.errors import HDNNPError, SettingsError
 from hdnnp.io.validation import atomic_write_text
@@ -324,12 +324,17 @@ def run_md(force_field: ForceField, atoms, settings: MDSettings, outdir: str | P
     state, rng, meta = _setup_state(force_field, atoms, settings, restart, thermostat)
     if barostat is not None and state.cell is None:
         raise SettingsError(f"--ensemble {settings.ensemble} needs a periodic structure")
-    integrator = VelocityVerlet(force_field, settings.timestep_fs, thermostat, barostat, rng, wrap=settings.wrap)
+    if isinstance(thermostat, LangevinASE):
+        integrator = LangevinIntegrator(force_field, settings.timestep_fs, thermostat, rng, wrap=settings.wrap)
+        scheme = "Langevin (Vanden-Eijnden & Ciccotti, as ASE's Langevin)"
+    else:
+        integrator = VelocityVerlet(force_field, settings.timestep_fs, thermostat, barostat, rng, wrap=settings.wrap)
+        scheme = "velocity Verlet"
     n_dof = integrator.n_dof(state)
     log.info("atoms          : %d (%s), %s", state.n_atoms,
              " ".join(f"{e}{state.elements.count(e)}" for e in dict.fromkeys(state.elements)),
              "periodic" if state.cell is not None else "non-periodic")
-    log.info("integrator     : velocity Verlet, dt = %g fs, %d steps", settings.timestep_fs, settings.steps)
+    log.info("integrator     : %s, dt = %g fs, %d steps", scheme, settings.timestep_fs, settings.steps)
     log.info("thermostat     : %s", thermostat.describe())
     if barostat is not None:
         log.info("barostat       : %s", barostat.describe())
