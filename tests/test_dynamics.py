@@ -183,7 +183,8 @@ def test_outputs_roundtrip_through_ase(cu2s, tmp_path):
 
 
 # --------------------------------------------------------------------- restart
-@pytest.mark.parametrize("ensemble", ["langevin", "bussi", "nose-hoover", "npt-berendsen", "npt-crescale"])
+@pytest.mark.parametrize("ensemble", ["langevin", "langevin-ase", "bussi", "nose-hoover", "npt-berendsen",
+                                      "npt-crescale"])
 def test_restart_continues_bit_identically_lj(ensemble, tmp_path):
     atoms = argon()
     ff = LennardJonesForceField()
@@ -257,13 +258,14 @@ def test_stop_after_max_extrapolation_warnings_per_step(tmp_path):
 
 
 # --------------------------------------------------------------------- CLI and prototype
-def test_cli_md_langevin(cu2s, tmp_path):
+@pytest.mark.parametrize("ensemble", ["langevin", "langevin-ase"])
+def test_cli_md_langevin(ensemble, cu2s, tmp_path):
     from hdnnp.cli import main
 
     _, _, d = cu2s
     out = tmp_path / "md"
     rc = main(["md", str(d), str(d / "input.data"), "--steps", "3", "--timestep-fs", "1", "--ensemble",
-               "langevin", "--temperature-K", "300", "--seed", "3", "--write-every", "1", "-o", str(out),
+               ensemble, "--temperature-K", "300", "--seed", "3", "--write-every", "1", "-o", str(out),
                "--no-progress"])
     assert rc == 0
     for f in ("traj.data", "trajectory.extxyz", "thermo.log", "thermo.png", "restart.npz", "md.json"):

@@ -42,7 +42,8 @@ def block_error(x, n_blocks=10):
     return b.std(ddof=1) / np.sqrt(n_blocks)
 
 
-@pytest.mark.parametrize("ensemble,n_dof", [("langevin", 96), ("bussi", 93), ("nose-hoover", 93)])
+@pytest.mark.parametrize("ensemble,n_dof", [("langevin", 96), ("langevin-ase", 93), ("bussi", 93),
+                                           ("nose-hoover", 93)])
 def test_canonical_temperature_mean_and_fluctuation(ensemble, n_dof, tmp_path_factory):
     d = read_thermo_log(thermostat_run(ensemble, tmp_path_factory) / "thermo.log")
     t = d["temperature_K"][EQUIL:]
@@ -53,7 +54,7 @@ def test_canonical_temperature_mean_and_fluctuation(ensemble, n_dof, tmp_path_fa
     assert abs(t.std() / expected - 1.0) < 0.2, f"std(T) = {t.std():.2f} K, canonical {expected:.2f} K"
 
 
-@pytest.mark.parametrize("ensemble", ["langevin", "bussi", "nose-hoover"])
+@pytest.mark.parametrize("ensemble", ["langevin", "langevin-ase", "bussi", "nose-hoover"])
 def test_conserved_quantity(ensemble, tmp_path_factory):
     d = read_thermo_log(thermostat_run(ensemble, tmp_path_factory) / "thermo.log")
     drift = abs(d["econs_eV"][-1] - d["econs_eV"][0]) / 32
@@ -62,7 +63,7 @@ def test_conserved_quantity(ensemble, tmp_path_factory):
     assert moved > 50 * drift  # while the thermostat moves E_tot by much more
 
 
-@pytest.mark.parametrize("ensemble", ["langevin", "bussi"])
+@pytest.mark.parametrize("ensemble", ["langevin", "langevin-ase", "bussi"])
 def test_velocities_are_maxwell_boltzmann(ensemble, tmp_path_factory):
     import ase.io
     from scipy import stats
