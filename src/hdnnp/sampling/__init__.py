@@ -1,7 +1,10 @@
 """Reference-data sampling: Langevin MD with any ASE calculator, written as n2p2 ``input.data``.
 
-``sample`` runs ``trajectories`` independent Langevin trajectories per temperature (ASE
-``Langevin``; trajectory k uses seed ``seed + k``), all starting from the same structure, and writes a frame every ``interval`` steps after
+``sample`` runs ``trajectories`` independent Langevin trajectories per temperature (trajectory k
+uses seed ``seed + k``) on the MD engine of ``hdnnp.dynamics``: ``LangevinIntegrator``, ASE's
+``Langevin`` scheme with the centre of mass fixed (``FixCom``), with ASE's random draws and
+floating-point operation order, so frames are bit-identical to ASE's own loop. All trajectories
+start from the same structure; a frame is written every ``interval`` steps after
 ``equilibration_steps`` steps. Each frame holds the calculator's energy (eV) and
 forces (eV/Å; the raw calculator forces, not the centre-of-mass-constrained ones the
 integrator uses), positions in Å and, for periodic structures, the three lattice
@@ -10,7 +13,7 @@ vectors. A ``comment`` line per frame records how it was made::
     comment hdnnp-sample calculator=gfn2-xtb temperature_K=300 step=205 seed=7 kind=md
 
 Frames are appended one at a time and flushed, so a killed run keeps every finished
-frame. Running the same command again resumes: the frames already in the output are
+frame; SIGINT (Ctrl-C) and SIGTERM stop the run after the current MD step. Running the same command again resumes: the frames already in the output are
 counted per trajectory, i.e. per temperature and seed (from the comments), and only the
 missing ones are made; a run with another seed adds new trajectories to the same file. A
 resumed trajectory continues from its last frame with velocities
@@ -166,12 +169,11 @@ class _FrameWriter:
             self.fh.close()
 
 
-def _check_frame(state: MDState, label: str) -> None:
+def _check_values(energy: float, forces: np.ndarray, positions: np.ndarray, label: str) -> None:
     """Refuses non-finite energies, forces or positions (no frame with them is written)."""
-    res = state.result
-    if not (np.isfinite(res.energy) and np.all(np.isfinite(res.forces))):
+    if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
         raise HDNNPError(f"calculator {label} returned a non-finite energy or force")
-    if not np.isfinite(state.positions).all():
+    if not np.isfinite(positions).all():
         raise HDNNPError("the MD blew up (non-finite positions): use a smaller --timestep-fs; no frame with "
                          "them was written")
 
@@ -180,11 +182,7 @@ def _evaluate(a, label: str) -> tuple[float, np.ndarray]:
     """Energy and raw (unconstrained) forces of ``a``; refuses non-finite results or positions."""
     energy = a.get_potential_energy()
     forces = a.get_forces(apply_constraint=False)
-    if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
-        raise HDNNPError(f"calculator {label} returned a non-finite energy or force")
-    if not np.isfinite(a.positions).all():
-        raise HDNNPError("the MD blew up (non-finite positions): use a smaller --timestep-fs; no frame with "
-                         "them was written")
+    _check_values(energy, forces, a.positions, label)
     return float(energy), np.array(forces, dtype=np.float64)
 
 
@@ -287,7 +285,7 @@ def _run_trajectory(plan: _Plan, writer: _FrameWriter, bar, atoms, calculator, t
     while n_done < target:
         try:
             _advance(traj, traj.steps_next, signals)
-            _check_frame(traj.state, label)
+            _check_values(traj.state.result.energy, traj.state.result.forces, traj.state.positions, label)
         except (HDNNPError, KeyboardInterrupt):
             raise
         except Exception as exc:
@@ -355,8 +353,8 @@ def sample(
     Returns
     -------
     The number of frames written by this call (MD frames plus copies). A
-    ``KeyboardInterrupt`` is re-raised after the file is closed; every finished frame
-    stays in ``output``.
+    ``KeyboardInterrupt`` (also raised after the current step on SIGINT or SIGTERM) is
+    re-raised after the file is closed; every finished frame stays in ``output``.
     """
     temps = [float(t) for t in temperatures_K]
     _check_arguments(atoms, temps, frames, timestep_fs, equilibration_steps, interval, seed,

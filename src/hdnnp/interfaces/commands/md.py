@@ -48,7 +48,9 @@ def add_parser(subparsers) -> None:
                         "and thermostat target")
     p.add_argument("--no-rescale", action="store_true",
                    help="keep the drawn Maxwell-Boltzmann velocities unscaled (temperature scatters around T)")
-    p.add_argument("--friction-per-fs", type=float, default=0.01, help="Langevin friction (default 0.01 /fs)")
+    p.add_argument("--friction-per-fs", type=float, default=0.01,
+                   help="Langevin friction, langevin and langevin-ase (ASE's Langevin scheme, as hdnnp sample) "
+                        "(default 0.01 /fs)")
     p.add_argument("--tau-fs", type=float, default=100.0,
                    help="Bussi/Nose-Hoover/Berendsen relaxation time (default 100 fs)")
     p.add_argument("--pressure-GPa", type=float, default=0.0, help="npt-berendsen/npt-crescale target pressure (default 0)")
