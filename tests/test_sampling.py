@@ -288,3 +288,27 @@ def test_shipped_alho_frames_reproduced_bit_for_bit(tmp_path):
     assert len(made) == len(shipped) == 2
     for k, (a, b) in enumerate(zip(made, shipped)):
         assert a == b, f"frame {k + 1} (300 K, seed 1) differs from the shipped examples/alho/input.data"
+
+
+def test_sigterm_stops_after_the_current_step_and_keeps_frames(cu, tmp_path, caplog):
+    """SIGTERM (as from a batch system) ends the run after the current MD step, like Ctrl-C: the
+    finished frames stay, the interrupt is re-raised, and the same call resumes."""
+    import os
+    import signal
+
+    out = tmp_path / "out.data"
+    sent = []
+
+    def term_after_two(structure, fields):
+        sent.append(fields["step"])
+        if len(sent) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    handler = signal.getsignal(signal.SIGTERM)
+    with caplog.at_level(logging.WARNING, logger="hdnnp.sampling"), pytest.raises(KeyboardInterrupt):
+        sample(cu, EMT(), [300], out, frames=5, seed=2, label="emt", callback=term_after_two, **FAST)
+    assert "interrupted by SIGTERM" in caplog.text
+    assert signal.getsignal(signal.SIGTERM) is handler  # the previous handler is back
+    assert len(read_input_data(out)) == 2
+    assert sample(cu, EMT(), [300], out, frames=5, seed=2, label="emt", **FAST) == 3
+    assert [int(_fields(s)["step"]) for s in read_input_data(out)] == [4, 6, 8, 10, 12]
