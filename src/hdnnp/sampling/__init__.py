@@ -13,11 +13,11 @@ vectors. A ``comment`` line per frame records how it was made::
     comment hdnnp-sample calculator=gfn2-xtb temperature_K=300 step=205 seed=7 kind=md
 
 Frames are appended one at a time and flushed, so a killed run keeps every finished
-frame; SIGINT (Ctrl-C) and SIGTERM stop the run after the current MD step. Running the same command again resumes: the frames already in the output are
-counted per trajectory, i.e. per temperature and seed (from the comments), and only the
-missing ones are made; a run with another seed adds new trajectories to the same file. A
-resumed trajectory continues from its last frame with velocities
-redrawn from the Maxwell-Boltzmann distribution (velocities are not stored in
+frame; SIGINT (Ctrl-C) and SIGTERM stop the run after the current MD step. Running the
+same command again resumes: the frames already in the output are counted per trajectory,
+i.e. per temperature and seed (from the comments), and only the missing ones are made; a run
+with another seed adds new trajectories to the same file. A resumed trajectory continues from
+its last frame with velocities redrawn from the Maxwell-Boltzmann distribution (velocities are not stored in
 ``input.data``), so it is statistically, not bit-for-bit, the same as an uninterrupted run.
 
 Optional diversification: every MD frame can be followed by ``copies`` perturbed
