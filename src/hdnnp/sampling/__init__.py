@@ -6,9 +6,9 @@ uses seed ``seed + k``) on the MD engine of ``hdnnp.dynamics``: ``LangevinIntegr
 floating-point operation order, so frames are bit-identical to ASE's own loop. All trajectories
 start from the same structure; a frame is written every ``interval`` steps after
 ``equilibration_steps`` steps. Each frame holds the calculator's energy (eV) and
-forces (eV/Å; the raw calculator forces, not the centre-of-mass-constrained ones the
-integrator uses), positions in Å and, for periodic structures, the three lattice
-vectors. A ``comment`` line per frame records how it was made::
+forces (eV/Å; the raw calculator forces, which the integrator uses too: the centre of mass
+is held through the positions and momenta), positions in Å and, for periodic structures, the
+three lattice vectors. A ``comment`` line per frame records how it was made::
 
     comment hdnnp-sample calculator=gfn2-xtb temperature_K=300 step=205 seed=7 kind=md
 
@@ -17,8 +17,8 @@ frame; SIGINT (Ctrl-C) and SIGTERM stop the run after the current MD step. Runni
 same command again resumes: the frames already in the output are counted per trajectory,
 i.e. per temperature and seed (from the comments), and only the missing ones are made; a run
 with another seed adds new trajectories to the same file. A resumed trajectory continues from
-its last frame with velocities redrawn from the Maxwell-Boltzmann distribution (velocities are not stored in
-``input.data``), so it is statistically, not bit-for-bit, the same as an uninterrupted run.
+its last frame with velocities redrawn from the Maxwell-Boltzmann distribution (velocities are
+not stored in ``input.data``), so it is statistically, not bit-for-bit, the same as an uninterrupted run.
 
 Optional diversification: every MD frame can be followed by ``copies`` perturbed
 copies (Gaussian displacements of standard deviation ``rattle_A`` Å and/or a random
