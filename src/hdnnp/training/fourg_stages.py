@@ -6,7 +6,8 @@ Stage 1 of n2p2's ``nnp-train 1``: with the structures fixed, the charges Q = Qe
 on the chi networks' weights and on J only, so the loss sum (Q - Q_ref)^2 is minimised by
 autograd through the (small, per-structure) bordered solve. J is parametrised as h^2 (positive),
 as in n2p2. The real-space/k-space Qeq matrix without J is computed once per structure.
-Optimizer: full-batch L-BFGS (default) or Adam (n2p2's Kalman filter is not used).
+Optimizer: full-batch L-BFGS (default), Adam, or n2p2's Kalman filter (``optimizer="kalman"``, input.nn's
+kalman_* keywords and update plan; :mod:`hdnnp.training.fourg_kalman`).
 
 Writes an n2p2 4G potential directory: input.nn, scaling.data, weightse.ZZZ.data, hardness.ZZZ.data
 (and, when the input directory has them, the short weights.ZZZ.data unchanged), plus
@@ -35,6 +36,23 @@ from hdnnp.io.n2p2_data import read_input_data
 from hdnnp.io.potential_directory import PotentialDirectory
 
 log = logging.getLogger("hdnnp")
+
+
+def _one_torch_thread(fn):
+    """Run a stage with one torch CPU thread (the 2G trainer's default ``hdnnp_torch_threads 1``): the
+    networks and the per-structure solves are small, and on a busy machine a second thread made a
+    Kalman update of 1 399 weights 30x slower (91 ms against 2.9 ms)."""
+    import functools
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        n = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(n)
+    return run
 
 
 @dataclass
@@ -97,10 +115,14 @@ def _errors(pot, items, h) -> tuple[float, float]:
     return float(torch.sqrt((d * d).mean())), float(d.abs().mean())
 
 
+@_one_torch_thread
 def train_stage1(input_nn: str | Path, data: str | Path, run_dir: str | Path, epochs: int = 10,
                  optimizer: str = "lbfgs", learning_rate: float = 1e-3, test_fraction: float | None = None,
                  seed: int = 1, lbfgs_iterations: int = 20) -> Stage1Result:
     """Train the chi networks and the hardness of a 4G input.nn on the charges of ``data``.
+
+    optimizer : lbfgs (full batch, ``lbfgs_iterations`` per epoch), adam (one step per structure) or
+    kalman (n2p2's filter: one update per training structure x ``charge_fraction``).
 
     The scaling.data next to input.nn is used (else computed from the data, as nnp-scaling does).
     test_fraction : default input.nn's ``test_fraction`` (else 0.1); the split is random (seed).
@@ -139,13 +161,21 @@ def train_stage1(input_nn: str | Path, data: str | Path, run_dir: str | Path, ep
                                 tolerance_grad=0.0, tolerance_change=0.0)  # the loss is ~1e-7 e^2
     elif optimizer == "adam":
         opt = torch.optim.Adam(params, lr=learning_rate)
+    elif optimizer == "kalman":
+        from hdnnp.training.fourg_kalman import ChargeKalman, kalman_setup
+
+        kp, plans = kalman_setup(settings, 1)
+        opt = ChargeKalman(pot, h, train, kp, plans["charge"], seed)
     else:
-        raise HDNNPError(f"stage 1 optimizer must be lbfgs or adam, not {optimizer!r}")
+        raise HDNNPError(f"stage 1 optimizer must be lbfgs, adam or kalman, not {optimizer!r}")
     result = Stage1Result(run_dir=run_dir)
     cc = pot.conv_charge
+    rmse_train = 0.0
     for epoch in range(epochs + 1):
         if epoch > 0:
-            if optimizer == "lbfgs":
+            if optimizer == "kalman":
+                opt.epoch(epoch, rmse_train)
+            elif optimizer == "lbfgs":
                 def closure():
                     opt.zero_grad()
                     loss = loss_fn()
@@ -159,6 +189,7 @@ def train_stage1(input_nn: str | Path, data: str | Path, run_dir: str | Path, ep
                     loss.backward()
                     opt.step()
         tr, te = _errors(pot, train, h), _errors(pot, test, h)
+        rmse_train = tr[0]
         row = (epoch, tr[0] / cc, te[0] / cc, tr[1] / cc, te[1] / cc)
         result.curve.append(row)
         log.info("stage 1 epoch %3d: charge RMSE train %.4e test %.4e (e)", epoch, row[1], row[2])
@@ -287,12 +318,14 @@ def _errors2(pot, items):
     return float(np.sqrt(np.mean(np.square(de)))), float(torch.sqrt((df * df).mean()))
 
 
+@_one_torch_thread
 def train_stage2(stage1_dir: str | Path, data: str | Path, run_dir: str | Path, epochs: int = 10,
                  optimizer: str = "lbfgs", learning_rate: float = 1e-3, force_weight: float | None = None,
                  test_fraction: float | None = None, seed: int = 1, lbfgs_iterations: int = 20) -> Stage1Result:
     """n2p2's stage 2: the short-range networks on energies and forces, chi networks and hardness fixed
     (read from ``stage1_dir``: input.nn, scaling.data, weightse/hardness files; short weights start
-    random). Loss: mean (dE/N)^2 + force_weight * mean dF^2 (force_weight: input.nn's, else 10).
+    random). Loss: mean (dE/N)^2 + force_weight * mean dF^2 (force_weight: input.nn's, else 10);
+    optimizer lbfgs, adam or kalman (n2p2's energy and force updates, :mod:`hdnnp.training.fourg_kalman`).
     Writes the full 4G potential and ``learning-curve.out.stage-2`` (epoch, RMSE E/atom train/test,
     RMSE F train/test)."""
     from hdnnp.model.potential import Potential
@@ -335,12 +368,19 @@ def train_stage2(stage1_dir: str | Path, data: str | Path, run_dir: str | Path, 
                                 tolerance_grad=0.0, tolerance_change=0.0)
     elif optimizer == "adam":
         opt = torch.optim.Adam(params, lr=learning_rate)
+    elif optimizer == "kalman":
+        from hdnnp.training.fourg_kalman import ShortKalman, kalman_setup
+
+        kp, plans = kalman_setup(settings, 2)
+        opt = ShortKalman(pot, train, kp, plans, fw, settings.get_bool("use_short_forces"), seed)
     else:
-        raise HDNNPError(f"stage 2 optimizer must be lbfgs or adam, not {optimizer!r}")
+        raise HDNNPError(f"stage 2 optimizer must be lbfgs, adam or kalman, not {optimizer!r}")
     result = Stage1Result(run_dir=run_dir)
     for epoch in range(epochs + 1):
         if epoch > 0:
-            if optimizer == "lbfgs":
+            if optimizer == "kalman":
+                opt.epoch(epoch, *result.curve[-1][1:4:2])
+            elif optimizer == "lbfgs":
                 def closure():
                     opt.zero_grad()
                     loss = loss_of(train)

@@ -38,7 +38,8 @@ def add_parser(subparsers) -> None:
                    help="4G-HDNNP (nnp_generation 4), n2p2's two stages: 1 = chi networks and hardness on the "
                         "reference charges; 2 = short-range networks on energies and forces with chi and J fixed "
                         "(read from the directory of input.nn: weightse/hardness files); both = 1 into "
-                        "RUN_DIR/stage-1, then 2 into RUN_DIR. Optimizer lbfgs (default) or adam")
+                        "RUN_DIR/stage-1, then 2 into RUN_DIR. Optimizer lbfgs (default), adam or kalman (n2p2's "
+                        "filter with the kalman_* keywords of input.nn)")
     p.set_defaults(func=run)
 
 
@@ -87,8 +88,8 @@ def _run_fourg_stage(args: argparse.Namespace) -> int:
     data = args.data or str(Path(args.config).parent / "input.data")
     epochs = args.epochs if args.epochs is not None else Settings.read(args.config).get_int("epochs", 10)
     optimizer = args.optimizer or "lbfgs"
-    if optimizer not in ("lbfgs", "adam"):
-        raise HDNNPError(f"--stage: optimizer lbfgs or adam, not {optimizer}")
+    if optimizer not in ("lbfgs", "adam", "kalman"):
+        raise HDNNPError(f"--stage: optimizer lbfgs, adam or kalman, not {optimizer}")
     kw = dict(epochs=epochs, optimizer=optimizer, learning_rate=args.learning_rate or 1e-3,
               seed=args.seed if args.seed is not None else 1)
     run = Path(args.run_dir)
