@@ -1,0 +1,191 @@
+"""n2p2's Kalman filter in the 4G training stages (hdnnp.training.fourg_kalman): one stage-1 (charge) and
+one stage-2 (energy, force) update equal a hand-computed EKF step with finite-difference Jacobians, and a
+few epochs on the H2O_RPBE-D3_4G training set lower the errors (data: tests/data/n2p2_4g/README.md)."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hdnnp.io.input_nn import Settings
+from hdnnp.io.n2p2_data import read_input_data, write_input_data
+from hdnnp.io.potential_directory import PotentialDirectory
+from hdnnp.model.potential import Potential
+
+DATA = Path(__file__).parent / "data" / "n2p2_4g"
+TRAIN = DATA / "train" / "H2O_RPBE-D3_4G"
+STRUCTURES = DATA / "dataset" / "H2O_RPBE-D3_4G" / "input.data"
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """As the stages run (fourg_stages._one_torch_thread): small networks, one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_setup(tmp_path: Path, extra: str = "") -> tuple[Settings, Potential, list]:
+    """The H2O 4G training input.nn with 3-3 networks (a few hundred weights) and normalisation factors
+    that are not 1 (so the units of xi and H are checked), and 2 structures."""
+    d = tmp_path / "tiny"
+    d.mkdir()
+    text = (TRAIN / "input.nn").read_text()
+    text = re.sub(r"^global_nodes_(short|electrostatic) .*$", r"global_nodes_\1 3 3", text, flags=re.M)
+    text += "\nmean_energy -17.2\nconv_energy 3.0\nconv_length 1.7\nconv_charge 0.6\n" + extra
+    (d / "input.nn").write_text(text)
+    shutil.copy(TRAIN / "scaling.data", d / "scaling.data")
+    settings = Settings.read(d / "input.nn")
+    pot = Potential.from_settings(settings, scaling_path=d / "scaling.data", seed=5,
+                                  source=PotentialDirectory(d))
+    return settings, pot, read_input_data(STRUCTURES)[:2]
+
+
+def flat(params) -> np.ndarray:
+    return torch.cat([p.detach().reshape(-1) for p in params]).numpy().copy()
+
+
+def set_flat(params, w: np.ndarray) -> None:
+    pos = 0
+    with torch.no_grad():
+        for p in params:
+            p.copy_(torch.as_tensor(w[pos:pos + p.numel()]).view_as(p))
+            pos += p.numel()
+
+
+def fd_jacobian(f, params, w0: np.ndarray, step: float = 1e-6) -> np.ndarray:
+    """Central differences of f() (a scalar or a vector) in the flat weights: (n_w, ...) (restores w0)."""
+    H = [None] * len(w0)
+    for i in range(len(w0)):
+        w = w0.copy()
+        w[i] += step
+        set_flat(params, w)
+        fp = f()
+        w[i] -= 2 * step
+        set_flat(params, w)
+        H[i] = (fp - f()) / (2 * step)
+    set_flat(params, w0)
+    return np.array(H)
+
+
+def hand_ekf(w, P, xi, H, eta, q):
+    """Standard EKF by hand (n2p2 KalmanFilter::update, R = I/eta, one observation)."""
+    X = P @ H
+    A = H @ X + 1.0 / eta
+    K = X / A
+    return w + K * xi, P - np.outer(K, X) + q * np.eye(len(w))
+
+
+def next_schedule(kf, eta, q):
+    """eta grows before the update (if below etamax), q decays after it (if above qmin)."""
+    eta1 = eta * math.exp(kf.etatau) if eta < kf.etamax else eta
+    q1 = q * math.exp(-kf.qtau) if q > kf.params.qmin else q
+    return eta1, q1
+
+
+def test_stage1_charge_update_is_a_hand_ekf_step(tmp_path):
+    """xi = -||Q - Q_ref||, H = d||Q - Q_ref||/d(chi weights, h) by central differences; one update."""
+    from hdnnp.training.fourg_kalman import ChargeKalman, kalman_setup
+    from hdnnp.training.fourg_stages import _charges, _prepare
+
+    settings, pot, structures = tiny_setup(tmp_path)
+    items = _prepare(pot, structures)
+    h = torch.sqrt(pot.electrostatics.hardness.detach().clone()).requires_grad_(True)
+    kp, plans = kalman_setup(settings, 1)
+    kal = ChargeKalman(pot, h, items, kp, plans["charge"], seed=1)
+    assert kal.n_updates == 2 and kal.params[-1] is h
+    item = items[1]
+
+    def norm():
+        with torch.no_grad():
+            return float(torch.linalg.vector_norm(_charges(pot, item, h) - item.q_ref))
+
+    w0, P0 = flat(kal.params), kal.kf.P[0].numpy().copy()
+    H = fd_jacobian(norm, kal.params, w0)
+    xi = -norm()
+    assert abs(xi) > 1e-3 and np.abs(H[-2:]).min() > 0  # the hardness entries take part
+    eta1, _ = next_schedule(kal.kf, kal.kf.eta, kal.kf.q)
+    w1, P1 = hand_ekf(w0, P0, xi, H, eta1, kal.kf.q)
+    kal.update(item)
+    np.testing.assert_allclose(flat(kal.params) - w0, w1 - w0, rtol=1e-6, atol=1e-9 * np.abs(w1 - w0).max())
+    np.testing.assert_allclose(kal.kf.P[0].numpy(), P1, rtol=0, atol=1e-7 * np.abs(P1).max())
+    assert kal.kf.eta == pytest.approx(eta1, rel=1e-15)
+
+
+def test_stage2_energy_and_force_updates_are_hand_ekf_steps(tmp_path):
+    """From the same start, an energy update (xi = (E_ref - E) conv_energy, H = dE/dw conv_energy) and a force
+    update (one component: (F_ref - F) conv_energy/conv_length and its dF/dw, both x force_weight), with the
+    Jacobians by central differences."""
+    from hdnnp.training.fourg_kalman import ShortKalman, kalman_setup
+    from hdnnp.training.fourg_stages import _energy_forces, _prepare2
+
+    settings, pot, structures = tiny_setup(tmp_path)
+    items = _prepare2(pot, structures[:1])
+    kp, plans = kalman_setup(settings, 2)
+    fw = settings.get_float("force_weight")
+    ce, cf = 3.0, 3.0 / 1.7
+    item, a, c = items[0], 7, 2
+    kals = [ShortKalman(pot, items, kp, plans, fw, True, seed=1) for _ in range(2)]
+    assert kals[0].n_updates == {"energy": 1, "force": int(3 * 48 * 0.025)}
+    params = kals[0].params
+    w0, P0 = flat(params), kals[0].kf.P[0].numpy().copy()
+
+    def e_and_f():
+        E, F = _energy_forces(pot, item, False)
+        return np.array([float(E.detach()) * ce, float(F[a, c].detach()) * cf])
+
+    # both Jacobians in one pass; step 1e-5: E is ~2 500 here, so a smaller step loses digits to round-off
+    HE, HF = fd_jacobian(e_and_f, params, w0, step=1e-5).T
+    E0, F0 = e_and_f()
+    eta1, _ = next_schedule(kals[0].kf, kals[0].kf.eta, kals[0].kf.q)
+    for kal, (xi, H) in zip(kals, [(item.e_ref * ce - E0, HE), (fw * (float(item.f_ref[a, c]) * cf - F0), fw * HF)]):
+        set_flat(params, w0)
+        w1, P1 = hand_ekf(w0, P0, xi, H, eta1, kal.kf.q)
+        if kal is kals[0]:
+            kal.update_energy(item)
+        else:
+            kal.update_force(item, a, c)
+        dw = w1 - w0
+        np.testing.assert_allclose(flat(params) - w0, dw, rtol=1e-5, atol=1e-6 * np.abs(dw).max())
+        np.testing.assert_allclose(kal.kf.P[0].numpy(), P1, rtol=0, atol=1e-6 * np.abs(P1).max())
+
+
+def test_kalman_stages_lower_the_errors(tmp_path):
+    """``hdnnp train --stage both --optimizer kalman``, 2 epochs per stage on 6 structures of the H2O 4G
+    training set: charge RMSE (stage 1), E and F RMSE (stage 2) drop; the result is a 4G potential."""
+    from hdnnp.cli import main
+
+    src = tmp_path / "in"
+    shutil.copytree(TRAIN, src)
+    data = tmp_path / "input.data"
+    write_input_data(data, read_input_data(STRUCTURES)[:6])
+    run = tmp_path / "run"
+    assert main(["train", str(src / "input.nn"), "--stage", "both", "--optimizer", "kalman", "--epochs", "2",
+                 "--data", str(data), "-o", str(run), "--seed", "2"]) == 0
+    q = np.loadtxt(run / "stage-1" / "learning-curve.out.stage-1", comments="#")
+    assert q[-1, 1] < 0.05 * q[0, 1] and q[-1, 1] < q[1, 1]
+    ef = np.loadtxt(run / "learning-curve.out.stage-2", comments="#")
+    assert ef[-1, 1] < 0.01 * ef[0, 1] and ef[-1, 3] < 0.5 * ef[0, 3]
+    pot = Potential.from_n2p2(run)
+    assert pot.charge_networks is not None and (run / "hardness.008.data").is_file()
+
+
+@pytest.mark.parametrize("line, match", [("selection_mode 1", r"input\.nn:\d+: selection_mode"),
+                                         ("task_batch_size_charge 4", r"input\.nn:\d+: task_batch_size_charge 4"),
+                                         ("update_strategy 1", r"input\.nn:\d+: update_strategy 1")])
+def test_unsupported_kalman_settings_name_file_and_line(tmp_path, line, match):
+    from hdnnp.errors import SettingsError
+    from hdnnp.training.fourg_kalman import kalman_setup
+
+    key = line.split()[0]
+    text = re.sub(rf"^{key} .*$", line, (TRAIN / "input.nn").read_text(), flags=re.M)
+    (tmp_path / "input.nn").write_text(text)
+    with pytest.raises(SettingsError, match=match):
+        kalman_setup(Settings.read(tmp_path / "input.nn"), 1)
