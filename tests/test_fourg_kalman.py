@@ -157,9 +157,12 @@ def test_stage2_energy_and_force_updates_are_hand_ekf_steps(tmp_path):
         np.testing.assert_allclose(kal.kf.P[0].numpy(), P1, rtol=0, atol=1e-6 * np.abs(P1).max())
 
 
-def test_kalman_stages_lower_the_errors(tmp_path):
-    """``hdnnp train --stage both --optimizer kalman``, 2 epochs per stage on 6 structures of the H2O 4G
-    training set: charge RMSE (stage 1), E and F RMSE (stage 2) drop; the result is a 4G potential."""
+def test_kalman_stages_lower_the_errors(tmp_path, caplog):
+    """``hdnnp train --stage both`` on an input.nn with updater_type 1 (the Kalman filter by default), 2 epochs
+    per stage on 6 structures of the H2O 4G training set: charge RMSE (stage 1), E and F RMSE (stage 2)
+    drop; P's memory is logged; the result is a 4G potential."""
+    import logging
+
     from hdnnp.cli import main
 
     src = tmp_path / "in"
@@ -167,8 +170,11 @@ def test_kalman_stages_lower_the_errors(tmp_path):
     data = tmp_path / "input.data"
     write_input_data(data, read_input_data(STRUCTURES)[:6])
     run = tmp_path / "run"
-    assert main(["train", str(src / "input.nn"), "--stage", "both", "--optimizer", "kalman", "--epochs", "2",
-                 "--data", str(data), "-o", str(run), "--seed", "2"]) == 0
+    with caplog.at_level(logging.INFO, logger="hdnnp"):
+        assert main(["train", str(src / "input.nn"), "--stage", "both", "--epochs", "2", "--data", str(data),
+                     "-o", str(run), "--seed", "2"]) == 0
+    assert re.search(r"stage 1 \(charges\): Kalman filter: standard; 1399 fit parameters; P 14\.9 MiB", caplog.text)
+    assert re.search(r"stage 2 .*Kalman filter: standard; 1427 fit parameters; P 15\.5 MiB", caplog.text)
     q = np.loadtxt(run / "stage-1" / "learning-curve.out.stage-1", comments="#")
     assert q[-1, 1] < 0.05 * q[0, 1] and q[-1, 1] < q[1, 1]
     ef = np.loadtxt(run / "learning-curve.out.stage-2", comments="#")
