@@ -31,7 +31,6 @@ import logging
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from hdnnp.errors import SettingsError
@@ -291,17 +290,17 @@ class ShortKalman:
             if st["mode"] != 2:
                 break
             with torch.no_grad():
-                xi, _ = self._energy_value(item)
-            frac = abs(xi) / (item.n * st["rmse"]) if st["rmse"] > 0 else math.inf
+                err = self._energy_error(item)
+            frac = abs(err) / (item.n * st["rmse"]) if st["rmse"] > 0 else math.inf
             if frac > plan.threshold:
                 break
         self.update_energy(item)
 
-    def _energy_value(self, item) -> tuple[float, None]:
+    def _energy_error(self, item) -> float:
         """E_ref - E (physical) of one structure."""
         e_sum = sum(float(self.pot.networks[e](torch.cat([x, item.Q[idx, None]], dim=1)).sum())
                     for e, (idx, x, _) in item.x.items())
-        return item.e_ref - item.e_fixed - e_sum / self.ce, None
+        return item.e_ref - item.e_fixed - e_sum / self.ce
 
     def _force_step(self) -> None:
         from hdnnp.training.fourg_stages import _energy_forces
