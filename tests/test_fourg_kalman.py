@@ -195,3 +195,18 @@ def test_unsupported_kalman_settings_name_file_and_line(tmp_path, line, match):
     (tmp_path / "input.nn").write_text(text)
     with pytest.raises(SettingsError, match=match):
         kalman_setup(Settings.read(tmp_path / "input.nn"), 1)
+
+
+def test_cli_refuses_unsupported_kalman_setting_in_one_line(tmp_path, capsys):
+    """Before any structure is prepared: one line naming input.nn:line, no traceback."""
+    from hdnnp.cli import main
+
+    src = tmp_path / "in"
+    shutil.copytree(TRAIN, src)
+    (src / "input.nn").chmod(0o644)
+    text = re.sub(r"^selection_mode .*$", "selection_mode 1", (TRAIN / "input.nn").read_text(), flags=re.M)
+    (src / "input.nn").write_text(text)
+    rc = main(["train", str(src / "input.nn"), "--stage", "1", "--data", str(STRUCTURES), "-o", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc != 0 and "Traceback" not in err
+    assert re.search(r"input\.nn:\d+: selection_mode for charge: expected MODE", err)

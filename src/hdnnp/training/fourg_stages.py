@@ -75,6 +75,18 @@ def _n2p2_initial_weights(pot, settings, which: str, seed: int) -> None:
     _n2p2_init(types.SimpleNamespace(elements=pot.elements, networks=getattr(pot, which)), cfg, gen)
 
 
+def _check_optimizer(optimizer: str, settings, stage: int):
+    """Refuse an unknown optimizer or unsupported Kalman settings before the (slow) preparation; returns
+    the Kalman parameters and update plans for ``kalman``, else None."""
+    if optimizer not in ("lbfgs", "adam", "kalman"):
+        raise HDNNPError(f"stage {stage} optimizer must be lbfgs, adam or kalman, not {optimizer!r}")
+    if optimizer != "kalman":
+        return None
+    from hdnnp.training.fourg_kalman import kalman_setup
+
+    return kalman_setup(settings, stage)
+
+
 @dataclass
 class Stage1Result:
     curve: list = field(default_factory=list)  # (epoch, rmse_train, rmse_test, mae_train, mae_test)
@@ -159,7 +171,8 @@ def train_stage1(input_nn: str | Path, data: str | Path, run_dir: str | Path, ep
     scaling = src.scaling_path
     pot = Potential.from_settings(settings, scaling_path=scaling if scaling.is_file() else None, seed=seed,
                                   source=src)
-    if optimizer == "kalman":  # n2p2's filter from n2p2's initial weights (L-BFGS/Adam keep torch's)
+    kalman = _check_optimizer(optimizer, settings, 1)
+    if kalman is not None:  # n2p2's filter from n2p2's initial weights (L-BFGS/Adam keep torch's)
         _n2p2_initial_weights(pot, settings, "charge_networks", seed)
     structures = read_input_data(data)
     if not scaling.is_file():
@@ -183,13 +196,10 @@ def train_stage1(input_nn: str | Path, data: str | Path, run_dir: str | Path, ep
                                 tolerance_grad=0.0, tolerance_change=0.0)  # the loss is ~1e-7 e^2
     elif optimizer == "adam":
         opt = torch.optim.Adam(params, lr=learning_rate)
-    elif optimizer == "kalman":
-        from hdnnp.training.fourg_kalman import ChargeKalman, kalman_setup
-
-        kp, plans = kalman_setup(settings, 1)
-        opt = ChargeKalman(pot, h, train, kp, plans["charge"], seed)
     else:
-        raise HDNNPError(f"stage 1 optimizer must be lbfgs, adam or kalman, not {optimizer!r}")
+        from hdnnp.training.fourg_kalman import ChargeKalman
+
+        opt = ChargeKalman(pot, h, train, kalman[0], kalman[1]["charge"], seed)
     result = Stage1Result(run_dir=run_dir)
     cc = pot.conv_charge
     rmse_train = 0.0
@@ -359,7 +369,8 @@ def train_stage2(stage1_dir: str | Path, data: str | Path, run_dir: str | Path, 
         raise HDNNPError(f"{stage1.settings_path}: stage 2 needs a 4G input.nn (nnp_generation 4)")
     pot = Potential.from_settings(settings, scaling_path=stage1.scaling_path, seed=seed, source=stage1)
     pot.load_fourg_files(stage1)
-    if optimizer == "kalman":
+    kalman = _check_optimizer(optimizer, settings, 2)
+    if kalman is not None:
         _n2p2_initial_weights(pot, settings, "networks", seed)
     for p in list(pot.charge_networks.parameters()) + [pot.electrostatics.hardness]:
         p.requires_grad_(False)
@@ -392,13 +403,10 @@ def train_stage2(stage1_dir: str | Path, data: str | Path, run_dir: str | Path, 
                                 tolerance_grad=0.0, tolerance_change=0.0)
     elif optimizer == "adam":
         opt = torch.optim.Adam(params, lr=learning_rate)
-    elif optimizer == "kalman":
-        from hdnnp.training.fourg_kalman import ShortKalman, kalman_setup
-
-        kp, plans = kalman_setup(settings, 2)
-        opt = ShortKalman(pot, train, kp, plans, fw, settings.get_bool("use_short_forces"), seed)
     else:
-        raise HDNNPError(f"stage 2 optimizer must be lbfgs, adam or kalman, not {optimizer!r}")
+        from hdnnp.training.fourg_kalman import ShortKalman
+
+        opt = ShortKalman(pot, train, kalman[0], kalman[1], fw, settings.get_bool("use_short_forces"), seed)
     result = Stage1Result(run_dir=run_dir)
     for epoch in range(epochs + 1):
         if epoch > 0:
