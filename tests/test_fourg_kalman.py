@@ -39,6 +39,8 @@ def tiny_setup(tmp_path: Path, extra: str = "") -> tuple[Settings, Potential, li
     d.mkdir()
     text = (TRAIN / "input.nn").read_text()
     text = re.sub(r"^global_nodes_(short|electrostatic) .*$", r"global_nodes_\1 3 3", text, flags=re.M)
+    for line in extra.splitlines():  # extra keywords replace the file's
+        text = re.sub(rf"^{line.split()[0]}\s.*$", "", text, flags=re.M)
     text += "\nmean_energy -17.2\nconv_energy 3.0\nconv_length 1.7\nconv_charge 0.6\n" + extra
     (d / "input.nn").write_text(text)
     shutil.copy(TRAIN / "scaling.data", d / "scaling.data")
@@ -75,12 +77,16 @@ def fd_jacobian(f, params, w0: np.ndarray, step: float = 1e-6) -> np.ndarray:
     return np.array(H)
 
 
-def hand_ekf(w, P, xi, H, eta, q):
-    """Standard EKF by hand (n2p2 KalmanFilter::update, R = I/eta, one observation)."""
+def hand_ekf(w, P, xi, H, eta, q, lam=None):
+    """EKF step by hand (n2p2 KalmanFilter::update, one observation): standard (R = 1/eta) or, with lam,
+    fading memory (R = lambda, P <- P / lambda before q is added)."""
     X = P @ H
-    A = H @ X + 1.0 / eta
+    A = H @ X + (1.0 / eta if lam is None else lam)
     K = X / A
-    return w + K * xi, P - np.outer(K, X) + q * np.eye(len(w))
+    P1 = P - np.outer(K, X)
+    if lam is not None:
+        P1 = P1 / lam
+    return w + K * xi, P1 + q * np.eye(len(w))
 
 
 def next_schedule(kf, eta, q):
@@ -90,12 +96,15 @@ def next_schedule(kf, eta, q):
     return eta1, q1
 
 
-def test_stage1_charge_update_is_a_hand_ekf_step(tmp_path):
-    """xi = -||Q - Q_ref||, H = d||Q - Q_ref||/d(chi weights, h) by central differences; one update."""
+@pytest.mark.parametrize("kalman_type", [0, 1])
+def test_stage1_charge_update_is_a_hand_ekf_step(tmp_path, kalman_type):
+    """xi = -||Q - Q_ref||, H = d||Q - Q_ref||/d(chi weights, h) by central differences; one update of the
+    standard (0) and the fading-memory (1) filter."""
     from hdnnp.training.fourg_kalman import ChargeKalman, kalman_setup
     from hdnnp.training.fourg_stages import _charges, _prepare
 
-    settings, pot, structures = tiny_setup(tmp_path)
+    extra = "kalman_type 1\nkalman_lambda_short 0.96\nkalman_nue_short 0.9995\n" if kalman_type else ""
+    settings, pot, structures = tiny_setup(tmp_path, extra)
     items = _prepare(pot, structures)
     h = torch.sqrt(pot.electrostatics.hardness.detach().clone()).requires_grad_(True)
     kp, plans = kalman_setup(settings, 1)
@@ -112,11 +121,15 @@ def test_stage1_charge_update_is_a_hand_ekf_step(tmp_path):
     xi = -norm()
     assert abs(xi) > 1e-3 and np.abs(H[-2:]).min() > 0  # the hardness entries take part
     eta1, _ = next_schedule(kal.kf, kal.kf.eta, kal.kf.q)
-    w1, P1 = hand_ekf(w0, P0, xi, H, eta1, kal.kf.q)
+    assert kal.kf.params.type == kalman_type
+    w1, P1 = hand_ekf(w0, P0, xi, H, eta1, kal.kf.q, 0.96 if kalman_type else None)
     kal.update(item)
     np.testing.assert_allclose(flat(kal.params) - w0, w1 - w0, rtol=1e-6, atol=1e-9 * np.abs(w1 - w0).max())
     np.testing.assert_allclose(kal.kf.P[0].numpy(), P1, rtol=0, atol=1e-7 * np.abs(P1).max())
-    assert kal.kf.eta == pytest.approx(eta1, rel=1e-15)
+    if kalman_type == 0:
+        assert kal.kf.eta == pytest.approx(eta1, rel=1e-15)
+    else:  # lambda <- nu lambda + 1 - nu after the update
+        assert kal.kf.lam == pytest.approx(0.9995 * 0.96 + 1 - 0.9995, rel=1e-15)
 
 
 def test_stage2_energy_and_force_updates_are_hand_ekf_steps(tmp_path):
