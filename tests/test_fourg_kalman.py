@@ -223,3 +223,16 @@ def test_cli_refuses_unsupported_kalman_setting_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc != 0 and "Traceback" not in err
     assert re.search(r"input\.nn:\d+: selection_mode for charge: expected MODE", err)
+
+
+def test_cli_hdnnp_optimizer_of_input_nn_is_checked_with_file_and_line(tmp_path, capsys):
+    from hdnnp.cli import main
+
+    src = tmp_path / "in"
+    shutil.copytree(TRAIN, src)
+    (src / "input.nn").chmod(0o644)
+    (src / "input.nn").write_text((TRAIN / "input.nn").read_text() + "hdnnp_optimizer sgd\n")
+    rc = main(["train", str(src / "input.nn"), "--stage", "1", "--data", str(STRUCTURES), "-o", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc != 0 and "Traceback" not in err
+    assert re.search(r"input\.nn:\d+: hdnnp_optimizer: the 4G stages train with lbfgs, adam or kalman, not sgd", err)
