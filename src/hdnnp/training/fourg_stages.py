@@ -87,6 +87,21 @@ def _check_optimizer(optimizer: str, settings, stage: int):
     return kalman_setup(settings, stage)
 
 
+def _test_set(settings, n: int, test_fraction: float, seed: int) -> np.ndarray:
+    """(n,) bool, True for the test structures: for an input.nn written for nnp-train (``updater_type``
+    given) nnp-train's own split (the same structures as n2p2 with input.nn's ``random_seed``,
+    :func:`hdnnp.training.dataset.n2p2_draws`), as the 2G trainer; else (or with ``hdnnp_split hdnnp``)
+    one uniform draw per structure from ``seed``."""
+    from hdnnp.training.dataset import n2p2_draws
+
+    method = (settings.get_str("hdnnp_split") or ("n2p2" if "updater_type" in settings else "hdnnp")).lower()
+    if method == "n2p2":
+        return n2p2_draws(n, settings.get_int("random_seed", 1), n) < test_fraction
+    if method != "hdnnp":
+        raise settings.error(settings.line("hdnnp_split"), f"hdnnp_split must be hdnnp or n2p2, found {method!r}")
+    return np.random.default_rng(seed).random(n) < test_fraction
+
+
 @dataclass
 class Stage1Result:
     curve: list = field(default_factory=list)  # (epoch, rmse_train, rmse_test, mae_train, mae_test)
@@ -157,7 +172,7 @@ def train_stage1(input_nn: str | Path, data: str | Path, run_dir: str | Path, ep
     kalman (n2p2's filter: one update per training structure x ``charge_fraction``).
 
     The scaling.data next to input.nn is used (else computed from the data, as nnp-scaling does).
-    test_fraction : default input.nn's ``test_fraction`` (else 0.1); the split is random (seed).
+    test_fraction : default input.nn's ``test_fraction`` (else 0.1); the split: see :func:`_test_set`.
     """
     from hdnnp.model.potential import Potential
     from hdnnp.training.statistics import sf_statistics
@@ -179,8 +194,7 @@ def train_stage1(input_nn: str | Path, data: str | Path, run_dir: str | Path, ep
         pot.set_scaling(sf_statistics(pot.sf_set, structures))
     if test_fraction is None:
         test_fraction = settings.get_float("test_fraction", 0.1)
-    rng = np.random.default_rng(seed)
-    is_test = rng.random(len(structures)) < test_fraction
+    is_test = _test_set(settings, len(structures), test_fraction, seed)
     items = _prepare(pot, structures)
     train = [it for it, t in zip(items, is_test) if not t]
     test = [it for it, t in zip(items, is_test) if t]
@@ -378,7 +392,7 @@ def train_stage2(stage1_dir: str | Path, data: str | Path, run_dir: str | Path, 
     if test_fraction is None:
         test_fraction = settings.get_float("test_fraction", 0.1)
     structures = read_input_data(data)
-    is_test = np.random.default_rng(seed).random(len(structures)) < test_fraction
+    is_test = _test_set(settings, len(structures), test_fraction, seed)
     items = _prepare2(pot, structures)
     train = [it for it, t in zip(items, is_test) if not t]
     test = [it for it, t in zip(items, is_test) if t]
