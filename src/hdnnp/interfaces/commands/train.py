@@ -90,8 +90,8 @@ def _run_fourg_stage(args: argparse.Namespace) -> int:
     settings = Settings.read(args.config)
     epochs = args.epochs if args.epochs is not None else settings.get_int("epochs", 10)
     # --optimizer, else input.nn's hdnnp_optimizer, else n2p2's Kalman filter for an input.nn that asks for it
-    # (updater_type 1; measured on H2O_RPBE-D3_4G: n2p2's accuracy or better in both stages, 1.6x faster than
-    # L-BFGS; README), else L-BFGS
+    # (updater_type 1; measured on H2O_RPBE-D3_4G: n2p2's accuracy or better in both stages, energies lower
+    # and the run faster than with L-BFGS; README), else L-BFGS
     optimizer, why = args.optimizer, "--optimizer"
     if optimizer is None and "hdnnp_optimizer" in settings:
         optimizer, why = settings.get_str("hdnnp_optimizer").lower(), "input.nn hdnnp_optimizer"
