@@ -198,7 +198,8 @@ def test_kalman_stages_lower_the_errors(tmp_path, caplog):
 
 @pytest.mark.parametrize("line, match", [("selection_mode 1", r"input\.nn:\d+: selection_mode"),
                                          ("task_batch_size_charge 4", r"input\.nn:\d+: task_batch_size_charge 4"),
-                                         ("update_strategy 1", r"input\.nn:\d+: update_strategy 1")])
+                                         ("update_strategy 1", r"input\.nn:\d+: update_strategy 1"),
+                                         ("kalman_type 2", r"input\.nn:\d+ kalman_type: kalman_type must be 0")])
 def test_unsupported_kalman_settings_name_file_and_line(tmp_path, line, match):
     from hdnnp.errors import SettingsError
     from hdnnp.training.fourg_kalman import kalman_setup

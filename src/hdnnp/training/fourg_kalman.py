@@ -82,6 +82,8 @@ def kalman_setup(settings, stage: int) -> tuple[KalmanParameters, dict[str, Prop
     from hdnnp.training.config import config_from_settings
 
     cfg = config_from_settings(settings, warn=False)
+    cfg.optimizer = "kalman"
+    cfg.validate()  # the kalman_* values, with file:line
     if cfg.update_strategy != 0:
         raise SettingsError(f"{_where(settings, 'update_strategy')}: update_strategy {cfg.update_strategy}: the 4G "
                             f"Kalman stages use one filter (update_strategy 0; n2p2 has no per-element 4G charge "
