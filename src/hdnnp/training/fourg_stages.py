@@ -6,7 +6,8 @@ Stage 1 of n2p2's ``nnp-train 1``: with the structures fixed, the charges Q = Qe
 on the chi networks' weights and on J only, so the loss sum (Q - Q_ref)^2 is minimised by
 autograd through the (small, per-structure) bordered solve. J is parametrised as h^2 (positive),
 as in n2p2. The real-space/k-space Qeq matrix without J is computed once per structure.
-Optimizer: full-batch L-BFGS (default) or Adam (n2p2's Kalman filter is not used).
+Optimizer: full-batch L-BFGS (default), Adam, or n2p2's Kalman filter (``optimizer="kalman"``, input.nn's
+kalman_* keywords and update plan; :mod:`hdnnp.training.fourg_kalman`).
 
 Writes an n2p2 4G potential directory: input.nn, scaling.data, weightse.ZZZ.data, hardness.ZZZ.data
 (and, when the input directory has them, the short weights.ZZZ.data unchanged), plus
@@ -35,6 +36,70 @@ from hdnnp.io.n2p2_data import read_input_data
 from hdnnp.io.potential_directory import PotentialDirectory
 
 log = logging.getLogger("hdnnp")
+
+
+def _one_torch_thread(fn):
+    """Run a stage with one torch CPU thread (the 2G trainer's default ``hdnnp_torch_threads 1``): the
+    networks and the per-structure solves are small, and on a busy machine a second thread made a
+    Kalman update of 1 399 weights 30x slower (91 ms against 2.9 ms)."""
+    import functools
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        n = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(n)
+    return run
+
+
+def _n2p2_initial_weights(pot, settings, which: str, seed: int) -> None:
+    """n2p2's initial weights for the networks a Kalman stage trains (``which``: "charge_networks" in
+    stage 1, "networks" in stage 2) when input.nn has ``weights_min``/``weights_max``: uniform in that
+    range, then Glorot-Bengio (zero biases) or Nguyen-Widrow, as nnp-train and the 2G trainer
+    (training.initialization); otherwise torch's defaults stay. With them the stage-1 Kalman learning curve
+    follows n2p2's (charge RMSE ~4e-4 after 2 epochs on H2O_RPBE-D3_4G; ~2e-3 from torch's defaults).
+    Stage-2 L-BFGS from these weights stalled at a 2x higher force RMSE (one seed), so L-BFGS and Adam keep
+    torch's defaults."""
+    import types
+
+    from hdnnp.training.config import config_from_settings
+    from hdnnp.training.initialization import _n2p2_init
+
+    if "weights_min" not in settings and "weights_max" not in settings:
+        return
+    cfg = config_from_settings(settings, warn=False)
+    gen = torch.Generator().manual_seed(int(seed) * 7919 + (1 if which == "charge_networks" else 2))
+    _n2p2_init(types.SimpleNamespace(elements=pot.elements, networks=getattr(pot, which)), cfg, gen)
+
+
+def _check_optimizer(optimizer: str, settings, stage: int):
+    """Refuse an unknown optimizer or unsupported Kalman settings before the (slow) preparation; returns
+    the Kalman parameters and update plans for ``kalman``, else None."""
+    if optimizer not in ("lbfgs", "adam", "kalman"):
+        raise HDNNPError(f"stage {stage} optimizer must be lbfgs, adam or kalman, not {optimizer!r}")
+    if optimizer != "kalman":
+        return None
+    from hdnnp.training.fourg_kalman import kalman_setup
+
+    return kalman_setup(settings, stage)
+
+
+def _test_set(settings, n: int, test_fraction: float, seed: int) -> np.ndarray:
+    """(n,) bool, True for the test structures: for an input.nn written for nnp-train (``updater_type``
+    given) nnp-train's own split (the same structures as n2p2 with input.nn's ``random_seed``,
+    :func:`hdnnp.training.dataset.n2p2_draws`), as the 2G trainer; else (or with ``hdnnp_split hdnnp``)
+    one uniform draw per structure from ``seed``."""
+    from hdnnp.training.dataset import n2p2_draws
+
+    method = (settings.get_str("hdnnp_split") or ("n2p2" if "updater_type" in settings else "hdnnp")).lower()
+    if method == "n2p2":
+        return n2p2_draws(n, settings.get_int("random_seed", 1), n) < test_fraction
+    if method != "hdnnp":
+        raise settings.error(settings.line("hdnnp_split"), f"hdnnp_split must be hdnnp or n2p2, found {method!r}")
+    return np.random.default_rng(seed).random(n) < test_fraction
 
 
 @dataclass
@@ -97,13 +162,17 @@ def _errors(pot, items, h) -> tuple[float, float]:
     return float(torch.sqrt((d * d).mean())), float(d.abs().mean())
 
 
+@_one_torch_thread
 def train_stage1(input_nn: str | Path, data: str | Path, run_dir: str | Path, epochs: int = 10,
                  optimizer: str = "lbfgs", learning_rate: float = 1e-3, test_fraction: float | None = None,
                  seed: int = 1, lbfgs_iterations: int = 20) -> Stage1Result:
     """Train the chi networks and the hardness of a 4G input.nn on the charges of ``data``.
 
+    optimizer : lbfgs (full batch, ``lbfgs_iterations`` per epoch), adam (one step per structure) or
+    kalman (n2p2's filter: one update per training structure x ``charge_fraction``).
+
     The scaling.data next to input.nn is used (else computed from the data, as nnp-scaling does).
-    test_fraction : default input.nn's ``test_fraction`` (else 0.1); the split is random (seed).
+    test_fraction : default input.nn's ``test_fraction`` (else 0.1); the split: see :func:`_test_set`.
     """
     from hdnnp.model.potential import Potential
     from hdnnp.training.statistics import sf_statistics
@@ -117,13 +186,15 @@ def train_stage1(input_nn: str | Path, data: str | Path, run_dir: str | Path, ep
     scaling = src.scaling_path
     pot = Potential.from_settings(settings, scaling_path=scaling if scaling.is_file() else None, seed=seed,
                                   source=src)
+    kalman = _check_optimizer(optimizer, settings, 1)
+    if kalman is not None:  # n2p2's filter from n2p2's initial weights (L-BFGS/Adam keep torch's)
+        _n2p2_initial_weights(pot, settings, "charge_networks", seed)
     structures = read_input_data(data)
     if not scaling.is_file():
         pot.set_scaling(sf_statistics(pot.sf_set, structures))
     if test_fraction is None:
         test_fraction = settings.get_float("test_fraction", 0.1)
-    rng = np.random.default_rng(seed)
-    is_test = rng.random(len(structures)) < test_fraction
+    is_test = _test_set(settings, len(structures), test_fraction, seed)
     items = _prepare(pot, structures)
     train = [it for it, t in zip(items, is_test) if not t]
     test = [it for it, t in zip(items, is_test) if t]
@@ -140,12 +211,17 @@ def train_stage1(input_nn: str | Path, data: str | Path, run_dir: str | Path, ep
     elif optimizer == "adam":
         opt = torch.optim.Adam(params, lr=learning_rate)
     else:
-        raise HDNNPError(f"stage 1 optimizer must be lbfgs or adam, not {optimizer!r}")
+        from hdnnp.training.fourg_kalman import ChargeKalman
+
+        opt = ChargeKalman(pot, h, train, kalman[0], kalman[1]["charge"], seed)
     result = Stage1Result(run_dir=run_dir)
     cc = pot.conv_charge
+    rmse_train = 0.0
     for epoch in range(epochs + 1):
         if epoch > 0:
-            if optimizer == "lbfgs":
+            if optimizer == "kalman":
+                opt.epoch(epoch, rmse_train)
+            elif optimizer == "lbfgs":
                 def closure():
                     opt.zero_grad()
                     loss = loss_fn()
@@ -159,6 +235,7 @@ def train_stage1(input_nn: str | Path, data: str | Path, run_dir: str | Path, ep
                     loss.backward()
                     opt.step()
         tr, te = _errors(pot, train, h), _errors(pot, test, h)
+        rmse_train = tr[0]
         row = (epoch, tr[0] / cc, te[0] / cc, tr[1] / cc, te[1] / cc)
         result.curve.append(row)
         log.info("stage 1 epoch %3d: charge RMSE train %.4e test %.4e (e)", epoch, row[1], row[2])
@@ -287,12 +364,14 @@ def _errors2(pot, items):
     return float(np.sqrt(np.mean(np.square(de)))), float(torch.sqrt((df * df).mean()))
 
 
+@_one_torch_thread
 def train_stage2(stage1_dir: str | Path, data: str | Path, run_dir: str | Path, epochs: int = 10,
                  optimizer: str = "lbfgs", learning_rate: float = 1e-3, force_weight: float | None = None,
                  test_fraction: float | None = None, seed: int = 1, lbfgs_iterations: int = 20) -> Stage1Result:
     """n2p2's stage 2: the short-range networks on energies and forces, chi networks and hardness fixed
     (read from ``stage1_dir``: input.nn, scaling.data, weightse/hardness files; short weights start
-    random). Loss: mean (dE/N)^2 + force_weight * mean dF^2 (force_weight: input.nn's, else 10).
+    random). Loss: mean (dE/N)^2 + force_weight * mean dF^2 (force_weight: input.nn's, else 10);
+    optimizer lbfgs, adam or kalman (n2p2's energy and force updates, :mod:`hdnnp.training.fourg_kalman`).
     Writes the full 4G potential and ``learning-curve.out.stage-2`` (epoch, RMSE E/atom train/test,
     RMSE F train/test)."""
     from hdnnp.model.potential import Potential
@@ -304,13 +383,16 @@ def train_stage2(stage1_dir: str | Path, data: str | Path, run_dir: str | Path, 
         raise HDNNPError(f"{stage1.settings_path}: stage 2 needs a 4G input.nn (nnp_generation 4)")
     pot = Potential.from_settings(settings, scaling_path=stage1.scaling_path, seed=seed, source=stage1)
     pot.load_fourg_files(stage1)
+    kalman = _check_optimizer(optimizer, settings, 2)
+    if kalman is not None:
+        _n2p2_initial_weights(pot, settings, "networks", seed)
     for p in list(pot.charge_networks.parameters()) + [pot.electrostatics.hardness]:
         p.requires_grad_(False)
     fw = force_weight if force_weight is not None else settings.get_float("force_weight", 10.0)
     if test_fraction is None:
         test_fraction = settings.get_float("test_fraction", 0.1)
     structures = read_input_data(data)
-    is_test = np.random.default_rng(seed).random(len(structures)) < test_fraction
+    is_test = _test_set(settings, len(structures), test_fraction, seed)
     items = _prepare2(pot, structures)
     train = [it for it, t in zip(items, is_test) if not t]
     test = [it for it, t in zip(items, is_test) if t]
@@ -336,11 +418,15 @@ def train_stage2(stage1_dir: str | Path, data: str | Path, run_dir: str | Path, 
     elif optimizer == "adam":
         opt = torch.optim.Adam(params, lr=learning_rate)
     else:
-        raise HDNNPError(f"stage 2 optimizer must be lbfgs or adam, not {optimizer!r}")
+        from hdnnp.training.fourg_kalman import ShortKalman
+
+        opt = ShortKalman(pot, train, kalman[0], kalman[1], fw, settings.get_bool("use_short_forces"), seed)
     result = Stage1Result(run_dir=run_dir)
     for epoch in range(epochs + 1):
         if epoch > 0:
-            if optimizer == "lbfgs":
+            if optimizer == "kalman":
+                opt.epoch(epoch, *result.curve[-1][1:4:2])
+            elif optimizer == "lbfgs":
                 def closure():
                     opt.zero_grad()
                     loss = loss_of(train)
