@@ -44,6 +44,7 @@ from ase.data import atomic_numbers
 from hdnnp.errors import HDNNPError
 from hdnnp.io.input_nn import Settings
 from hdnnp.io.potential_directory import PotentialDirectory
+from hdnnp.model.evaluation import element_energies, evaluate
 from hdnnp.model.potential import Potential
 from hdnnp.model.topology import atom_energy_offsets
 from hdnnp.structure import Structure
@@ -52,7 +53,7 @@ from hdnnp.training.checkpoint import CHECKPOINT_NAME, package_versions, save_ch
 from hdnnp.training.config import TrainingConfig
 from hdnnp.training.dataset import DescriptorCache, check_data, split_data
 from hdnnp.training.distributed import Distributed
-from hdnnp.training.force_kernels import batch_forces
+from hdnnp.training.force_kernels import CachedDerivatives
 from hdnnp.training.inputs import unit_labels
 from hdnnp.training.optimizers import make_optimizer, make_scheduler
 from hdnnp.training.statistics import (
@@ -235,21 +236,28 @@ class Trainer:
         return b
 
     def _predict(self, b, create_graph: bool, forces: bool):
-        """(E_int per structure, F_int per row or None) of a batch; differentiable if create_graph."""
-        X = b.X.detach().requires_grad_(forces)
-        outs = []
+        """(E_int per structure, F_int per row or None) of a batch; differentiable if create_graph.
+
+        The model pipeline (``hdnnp.model.evaluation.evaluate``) on the batch's scaled SFs, with
+        the cached dG/dr as the descriptor-derivative executor; normalised units throughout."""
+        n_sf = self.pot.sf_set.n_sf
+        inputs = {}
         for k, e in enumerate(self.elements):
             lo, hi = b.bounds[k], b.bounds[k + 1]
             if hi > lo:
-                outs.append(self.pot.networks[e](X[lo:hi, : self.pot.sf_set.n_sf[e]]))
-        E_rows = torch.cat(outs) if outs else X.new_zeros(0)
-        E = torch.zeros(len(b.local), dtype=X.dtype, device=X.device).index_add(0, b.struct_of_row, E_rows)
-        if not forces:
-            return E, None
-        (g,) = torch.autograd.grad(E_rows.sum(), X, create_graph=create_graph)
-        a = g * b.factor * (1.0 / self.cl)
-        F = batch_forces(a, b.plan, self.backend, getattr(b, "torch_pairs", None))
-        return E, F
+                inputs[e] = (torch.arange(lo, hi, device=b.X.device), slice(lo, hi), n_sf[e])
+
+        def energy_of_rows(X):
+            rows = {e: (idx, X[sl, :n]) for e, (idx, sl, n) in inputs.items()}
+            return element_energies(self.pot.networks, rows, X.shape[0], X)
+
+        derivatives = None
+        if forces:
+            derivatives = CachedDerivatives(b.plan, self.backend, getattr(b, "torch_pairs", None), b.factor,
+                                            1.0 / self.cl)
+        ev = evaluate(energy_of_rows, b.X, derivatives, create_graph=create_graph)
+        E = torch.zeros(len(b.local), dtype=b.X.dtype, device=b.X.device).index_add(0, b.struct_of_row, ev.energies)
+        return E, ev.forces
 
     def _loss_pass(self, local: list[int], n_struct: int, n_comp: int, memo: bool) -> float:
         """Accumulate d(loss)/d(weights) of this rank's structures of one global batch."""
