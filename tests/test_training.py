@@ -151,15 +151,10 @@ def _h2o_cache(anchors, budget=None, d_dtype=np.float64):
 
 
 def _batch_EF(pot, cache, local, backend="numba", create_graph=False):
-    from hdnnp.training.force_kernels import batch_forces
+    from hdnnp.training.trainer import predict_batch
 
     b = cache.batch(local, True)
-    X = b.X.clone().requires_grad_(True)
-    outs = [pot.networks[e](X[b.bounds[k]:b.bounds[k + 1], : pot.sf_set.n_sf[e]]) for k, e in enumerate(pot.elements)]
-    E_rows = torch.cat(outs)
-    (g,) = torch.autograd.grad(E_rows.sum(), X, create_graph=create_graph)
-    F = batch_forces(g * b.factor / pot.normalization.conv_length, b.plan, backend)
-    E = torch.zeros(len(local), dtype=torch.float64).index_add(0, b.struct_of_row, E_rows)
+    E, F = predict_batch(pot, b, True, create_graph, backend)
     return b, E, F
 
 

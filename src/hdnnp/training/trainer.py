@@ -102,6 +102,34 @@ class TrainResult:
     cache: dict = field(default_factory=dict)
 
 
+# ---------------------------------------------------------------------------- model on a batch
+def predict_batch(pot: Potential, b, forces: bool, create_graph: bool = False, backend: str = "numba"):
+    """(E per structure (n_structures,), F per row (n_rows, 3) or None) of a training batch
+    (``dataset.Batch``), normalised units; differentiable w.r.t. the weights if create_graph.
+
+    The model pipeline (``hdnnp.model.evaluation.evaluate``) on the batch's scaled SFs, with the
+    cached dG/dr as the descriptor-derivative executor (``force_kernels.CachedDerivatives``).
+    """
+    n_sf = pot.sf_set.n_sf
+    blocks = {}
+    for k, e in enumerate(pot.elements):
+        lo, hi = b.bounds[k], b.bounds[k + 1]
+        if hi > lo:
+            blocks[e] = (torch.arange(lo, hi, device=b.X.device), slice(lo, hi), n_sf[e])
+
+    def energy_of_rows(X):
+        inputs = {e: (idx, X[rows, :n]) for e, (idx, rows, n) in blocks.items()}
+        return element_energies(pot.networks, inputs, X.shape[0], X)
+
+    derivatives = None
+    if forces:
+        derivatives = CachedDerivatives(b.plan, backend, getattr(b, "torch_pairs", None), b.factor,
+                                        1.0 / pot.normalization.conv_length)
+    ev = evaluate(energy_of_rows, b.X, derivatives, create_graph=create_graph)
+    E = torch.zeros(len(b.local), dtype=b.X.dtype, device=b.X.device).index_add(0, b.struct_of_row, ev.energies)
+    return E, ev.forces
+
+
 # ---------------------------------------------------------------------------- trainer
 class Trainer:
     """One training run (see the module docstring). Use :func:`train` for the whole workflow."""
@@ -236,28 +264,9 @@ class Trainer:
         return b
 
     def _predict(self, b, create_graph: bool, forces: bool):
-        """(E_int per structure, F_int per row or None) of a batch; differentiable if create_graph.
-
-        The model pipeline (``hdnnp.model.evaluation.evaluate``) on the batch's scaled SFs, with
-        the cached dG/dr as the descriptor-derivative executor; normalised units throughout."""
-        n_sf = self.pot.sf_set.n_sf
-        inputs = {}
-        for k, e in enumerate(self.elements):
-            lo, hi = b.bounds[k], b.bounds[k + 1]
-            if hi > lo:
-                inputs[e] = (torch.arange(lo, hi, device=b.X.device), slice(lo, hi), n_sf[e])
-
-        def energy_of_rows(X):
-            rows = {e: (idx, X[sl, :n]) for e, (idx, sl, n) in inputs.items()}
-            return element_energies(self.pot.networks, rows, X.shape[0], X)
-
-        derivatives = None
-        if forces:
-            derivatives = CachedDerivatives(b.plan, self.backend, getattr(b, "torch_pairs", None), b.factor,
-                                            1.0 / self.cl)
-        ev = evaluate(energy_of_rows, b.X, derivatives, create_graph=create_graph)
-        E = torch.zeros(len(b.local), dtype=b.X.dtype, device=b.X.device).index_add(0, b.struct_of_row, ev.energies)
-        return E, ev.forces
+        """(E_int per structure, F_int per row or None) of a batch; differentiable if create_graph
+        (:func:`predict_batch`)."""
+        return predict_batch(self.pot, b, forces, create_graph, self.backend)
 
     def _loss_pass(self, local: list[int], n_struct: int, n_comp: int, memo: bool) -> float:
         """Accumulate d(loss)/d(weights) of this rank's structures of one global batch."""
