@@ -446,3 +446,33 @@ def test_torch_force_backend_trains_like_numba(case):
     for k, v in a.potential.state_dict().items():
         diff = (v - b.potential.state_dict()[k]).abs().max().item()
         assert diff < 1e-10, f"{k}: numba vs torch backend differ by {diff:.2e}"
+
+
+def test_trainer_leaves_the_users_settings_unchanged(case):
+    """Normalisation and training keywords go into new Settings objects, never into the parsed ones."""
+    from hdnnp.training.config import config_from_settings
+    from hdnnp.training.distributed import Distributed
+    from hdnnp.training.trainer import Trainer
+
+    settings = Settings.read(case / "input.nn")
+    before = settings.to_text()
+    assert "conv_energy" not in settings
+    cfg = config_from_settings(settings, overrides=None)
+    dist = Distributed("cpu")
+    try:
+        tr = Trainer(settings, cfg, read_input_data(case / "input.data"), case / "input.data", case.parent / "r",
+                     dist, progress=False)
+        tr.prepare()
+    finally:
+        dist.close()
+    assert settings.to_text() == before
+    assert tr.settings is not settings and "conv_energy" in tr.settings and "hdnnp_optimizer" in tr.settings
+    assert tr.pot.settings is tr.settings
+
+
+def test_settings_edits_return_new_objects():
+    s = Settings.parse("a 1\nb 2\na 3\n")
+    t = s.with_keyword("a", 5).without("b")
+    assert s.to_text() == "a 1\nb 2\na 3\n"
+    assert [(line.key, line.values) for line in t.lines] == [("a", ["5"])]
+    assert s.with_keyword("c").lines[-1].key == "c"

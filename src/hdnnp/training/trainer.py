@@ -50,18 +50,18 @@ from hdnnp.model.topology import atom_energy_offsets
 from hdnnp.structure import Structure
 from hdnnp.training import metrics as M
 from hdnnp.training.checkpoint import CHECKPOINT_NAME, package_versions, save_checkpoint
-from hdnnp.training.config import TrainingConfig
+from hdnnp.training.config import TrainingConfig, config_to_keywords
 from hdnnp.training.dataset import DescriptorCache, check_data, split_data
 from hdnnp.training.distributed import Distributed
 from hdnnp.training.force_kernels import CachedDerivatives
 from hdnnp.training.inputs import unit_labels
 from hdnnp.training.optimizers import make_optimizer, make_scheduler
 from hdnnp.training.statistics import (
-    apply_normalization,
     check_statistics,
     energy_normalization,
     merge_partials,
     normalization_log,
+    normalized_settings,
 )
 
 log = logging.getLogger("hdnnp.train")
@@ -182,8 +182,9 @@ class Trainer:
                 log.info("Kalman filter on an input.nn without normalisation: training in the data's units as "
                          "nnp-train does (conv_energy = conv_length = 1; mean energy per atom removed); add "
                          "normalize_data_set to train in normalised units.")
-            apply_normalization(self.settings, self.norm_stats)
+            self.settings = normalized_settings(self.settings, self.norm_stats)
         log_section_end()
+        self.settings = self._run_settings(self.settings)  # new objects: the caller's settings stay as read
 
         pot = Potential.from_settings(self.settings, dtype=self.dtype, seed=cfg.seed)
         self.pot = pot
@@ -240,6 +241,15 @@ class Trainer:
         self.memo_ok = int(self.cache.atom_start[-1]) <= MEMO_MAX_ATOMS
         pot.to(self.device)
         self.timings["prepare_s"] = time.perf_counter() - t0
+
+    def _run_settings(self, settings: Settings) -> Settings:
+        """The run directory's input.nn (a new object): ``settings`` (the user's lines and the
+        normalisation) with the resolved training keywords."""
+        for key, values in config_to_keywords(self.cfg):
+            settings = settings.with_keyword(key, *values)
+        if self.cfg.use_forces:
+            return settings.with_keyword("use_short_forces")
+        return settings.without("use_short_forces")
 
     # ------------------------------------------------------------------ model pieces
     def _batch(self, local: list[int], forces: bool, memo: bool):

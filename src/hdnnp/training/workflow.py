@@ -19,7 +19,7 @@ from hdnnp.io.n2p2_data import read_input_data
 from hdnnp.io.potential_directory import PotentialDirectory
 from hdnnp.model.potential import Potential
 from hdnnp.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, package_versions
-from hdnnp.training.config import TrainingConfig, config_from_settings, config_to_keywords
+from hdnnp.training.config import TrainingConfig, config_from_settings
 from hdnnp.training.dataset import Split, check_data, split_data
 from hdnnp.training.distributed import Distributed
 from hdnnp.training.initialization import initialize_weights
@@ -191,15 +191,9 @@ def train(config: str | Path | None = None, data: str | Path | None = None, run_
                     net.set_weights(PotentialDirectory(inputs.config_path.parent).read_weights(e, net.layer_sizes))
             else:
                 initialize_weights(trainer.pot, cfg, cfg.seed)
-            # the run directory's input.nn: the user's lines + normalisation + resolved training keywords
-            for key, values in config_to_keywords(cfg):
-                settings.set(key, *values)
-            if cfg.use_forces:
-                settings.set("use_short_forces")
-            else:
-                settings.remove("use_short_forces")
             if dist.main:
-                PotentialDirectory(run_dir).write_settings(settings)
+                # the user's lines + normalisation + resolved training keywords (Trainer._run_settings)
+                PotentialDirectory(run_dir).write_settings(trainer.settings)
                 PotentialDirectory(run_dir).write_scaling(trainer.scaling_stats)
                 meta = {
                     "config": cfg.to_dict(), "config_file": str(inputs.config_path),
