@@ -76,7 +76,7 @@ def test_every_prediction_path_runs_the_pipeline(h2o, monkeypatch, backend, mode
 
 
 def test_training_batches_run_the_pipeline(anchors, monkeypatch):
-    from hdnnp.training import trainer
+    from hdnnp.training import batch_model
     from hdnnp.training.dataset import DescriptorCache
 
     pot = Potential.from_n2p2(anchors / "potentials" / "H2O_RPBE-D3")
@@ -85,7 +85,7 @@ def test_training_batches_run_the_pipeline(anchors, monkeypatch):
     cache.set_scaling(pot.scalings)
     cache.set_targets(np.zeros(2), np.zeros((sum(len(s) for s in data), 3)))
     calls = []
-    real = trainer.evaluate
-    monkeypatch.setattr(trainer, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
-    E, F = trainer.predict_batch(pot, cache.batch([0, 1], True), forces=True)
+    real = batch_model.evaluate
+    monkeypatch.setattr(batch_model, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    E, F = batch_model.predict_batch(pot, cache.batch([0, 1], True), forces=True)
     assert len(calls) == 1 and E.shape == (2,) and F.shape == (sum(len(s) for s in data), 3)

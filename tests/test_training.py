@@ -151,7 +151,7 @@ def _h2o_cache(anchors, budget=None, d_dtype=np.float64):
 
 
 def _batch_EF(pot, cache, local, backend="numba", create_graph=False):
-    from hdnnp.training.trainer import predict_batch
+    from hdnnp.training.batch_model import predict_batch
 
     b = cache.batch(local, True)
     E, F = predict_batch(pot, b, True, create_graph, backend)

@@ -215,21 +215,3 @@ def batch_forces(a: torch.Tensor, plan: ForcePlan, backend: str = "numba", torch
     g = torch.einsum("ps,psc->pc", torch.gather(a[row_i], 1, col), D)
     F = torch.zeros((plan.n_rows, 3), dtype=a.dtype, device=a.device)
     return F.index_add(0, row_i, g).index_add(0, row_j, -g)
-
-
-@dataclass
-class CachedDerivatives:
-    """The trainer's descriptor-derivative executor (``hdnnp.model.evaluation``): dE/dX of a batch
-    (X the scaled SFs, normalised units) -> a = dE/dX * factor / conv_length (chain rule to the raw
-    SFs in normalised lengths) -> :func:`batch_forces` with the batch's cached dG/dr. Forces
-    (n_rows, 3) in normalised units, differentiable w.r.t. the weights; no virial."""
-
-    plan: ForcePlan
-    backend: str
-    torch_pairs: object
-    factor: torch.Tensor
-    inv_conv_length: float
-
-    def forces(self, g: torch.Tensor):
-        a = g * self.factor * self.inv_conv_length
-        return batch_forces(a, self.plan, self.backend, self.torch_pairs), None
