@@ -476,3 +476,35 @@ def test_settings_edits_return_new_objects():
     assert s.to_text() == "a 1\nb 2\na 3\n"
     assert [(line.key, line.values) for line in t.lines] == [("a", ["5"])]
     assert s.with_keyword("c").lines[-1].key == "c"
+
+
+def test_keyword_table_drives_reading_writing_cli_and_docs():
+    """training.config.KEYWORDS: what config_to_keywords writes, config_from_settings reads back."""
+    import argparse
+    import dataclasses
+
+    from hdnnp.training.config import (
+        KEYWORDS, TrainingConfig, add_cli_options, cli_overrides, config_from_settings, config_to_keywords,
+        keyword_docs,
+    )
+
+    fields = {f.name for f in dataclasses.fields(TrainingConfig)}
+    assert all(kw.attr in fields for kw in KEYWORDS)
+    cfg = TrainingConfig(epochs=7, test_fraction=0.3, seed=5, force_weight=2.5, optimizer="kalman", split="n2p2",
+                         learning_rate=0.25, batch_size=3, lr_schedule="exponential", lr_decay=0.9, clip_value=0.5,
+                         cache_memory_gb=1.5, cache_dtype="float32", kalman_blocks="layer", kalman_streams=2,
+                         kalman_warmup=1, weight_init="he_normal", torch_threads=2)
+    lines = config_to_keywords(cfg)
+    assert [k for k, _ in lines] == [kw.key for kw in KEYWORDS]  # all rows apply to this config
+    text = "".join(f"{k} {' '.join(v)}\n" for k, v in lines) + "use_short_forces\n"
+    back = config_from_settings(Settings.parse(text, "input.nn"), warn=False)
+    for kw in KEYWORDS:
+        assert getattr(back, kw.attr) == getattr(cfg, kw.attr), kw.key
+    assert "hdnnp_kalman_blocks" not in dict(config_to_keywords(TrainingConfig()))  # only with the filter
+    parser = argparse.ArgumentParser()
+    add_cli_options(parser)
+    args = parser.parse_args(["--learning-rate", "0.5", "--optimizer", "sgd"])
+    assert {k: v for k, v in cli_overrides(args).items() if v is not None} == {"learning_rate": 0.5,
+                                                                               "optimizer": "sgd"}
+    docs = keyword_docs()
+    assert all(f"`{kw.key}`" in docs for kw in KEYWORDS)
