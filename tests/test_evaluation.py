@@ -89,3 +89,11 @@ def test_training_batches_run_the_pipeline(anchors, monkeypatch):
     monkeypatch.setattr(batch_model, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
     E, F = batch_model.predict_batch(pot, cache.batch([0, 1], True), forces=True)
     assert len(calls) == 1 and E.shape == (2,) and F.shape == (sum(len(s) for s in data), 3)
+
+
+def test_element_energies_of_consecutive_blocks_are_concatenated():
+    nets = {"H": lambda x: x.sum(1), "O": lambda x: -x.sum(1)}
+    x = torch.arange(6, dtype=torch.float64).reshape(3, 2)
+    out = element_energies(nets, {"H": (slice(0, 2), x[0:2]), "O": (slice(2, 3), x[2:3])}, 3, x)
+    assert out.tolist() == [1.0, 5.0, -9.0]
+    assert element_energies(nets, {}, 0, x).shape == (0,)

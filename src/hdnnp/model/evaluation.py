@@ -55,12 +55,19 @@ class Evaluation:
 def element_energies(networks, inputs: dict, n_atoms: int, like: torch.Tensor) -> torch.Tensor:
     """Per-atom network outputs (n_atoms,) in internal energy units.
 
-    networks : {element: network}; inputs : {element: (atom indices (m,) int64, scaled inputs
-    (m, n_in))}; atoms not listed get 0. ``like`` gives dtype and device of the result.
+    networks : {element: network}; inputs : {element: (atoms, scaled inputs (m, n_in))} with atoms
+    an index tensor (m,) int64, or a ``slice`` when the elements' atoms are consecutive blocks
+    that together cover 0..n_atoms in order (training batches; then the outputs are concatenated,
+    no scatter); atoms not listed get 0. ``like`` gives dtype and device of the result.
     """
+    outs = [(idx, networks[e](x)) for e, (idx, x) in inputs.items()]
+    bounds = [(idx.start, idx.stop) for idx, _ in outs if isinstance(idx, slice)]
+    if len(bounds) == len(outs) and [b[0] for b in bounds] == [0, *[b[1] for b in bounds[:-1]]] \
+            and (bounds[-1][1] if bounds else 0) == n_atoms:
+        return torch.cat([y for _, y in outs]) if outs else like.new_zeros(n_atoms)
     out = torch.zeros(n_atoms, dtype=like.dtype, device=like.device)
-    for e, (idx, x) in inputs.items():
-        out = out.index_put((idx,), networks[e](x))
+    for idx, y in outs:
+        out = out.index_put((idx,), y)
     return out
 
 

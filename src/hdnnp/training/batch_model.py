@@ -37,14 +37,11 @@ def predict_batch(pot, b, forces: bool, create_graph: bool = False, backend: str
     (``dataset.Batch``; rows sorted by element), differentiable w.r.t. the weights of ``pot``
     (a ``Potential``) if create_graph. backend : "numba" or "torch" force kernels."""
     n_sf = pot.sf_set.n_sf
-    blocks = {}
-    for k, e in enumerate(pot.elements):
-        lo, hi = b.bounds[k], b.bounds[k + 1]
-        if hi > lo:
-            blocks[e] = (torch.arange(lo, hi, device=b.X.device), slice(lo, hi), n_sf[e])
+    blocks = {e: (slice(b.bounds[k], b.bounds[k + 1]), n_sf[e]) for k, e in enumerate(pot.elements)
+              if b.bounds[k + 1] > b.bounds[k]}  # rows sorted by element: consecutive blocks
 
     def energy_of_rows(X):
-        inputs = {e: (idx, X[rows, :n]) for e, (idx, rows, n) in blocks.items()}
+        inputs = {e: (rows, X[rows, :n]) for e, (rows, n) in blocks.items()}
         return element_energies(pot.networks, inputs, X.shape[0], X)
 
     derivatives = None
