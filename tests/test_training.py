@@ -151,15 +151,10 @@ def _h2o_cache(anchors, budget=None, d_dtype=np.float64):
 
 
 def _batch_EF(pot, cache, local, backend="numba", create_graph=False):
-    from hdnnp.training.force_kernels import batch_forces
+    from hdnnp.training.batch_model import predict_batch
 
     b = cache.batch(local, True)
-    X = b.X.clone().requires_grad_(True)
-    outs = [pot.networks[e](X[b.bounds[k]:b.bounds[k + 1], : pot.sf_set.n_sf[e]]) for k, e in enumerate(pot.elements)]
-    E_rows = torch.cat(outs)
-    (g,) = torch.autograd.grad(E_rows.sum(), X, create_graph=create_graph)
-    F = batch_forces(g * b.factor / pot.normalization.conv_length, b.plan, backend)
-    E = torch.zeros(len(local), dtype=torch.float64).index_add(0, b.struct_of_row, E_rows)
+    E, F = predict_batch(pot, b, True, create_graph, backend)
     return b, E, F
 
 
@@ -451,3 +446,65 @@ def test_torch_force_backend_trains_like_numba(case):
     for k, v in a.potential.state_dict().items():
         diff = (v - b.potential.state_dict()[k]).abs().max().item()
         assert diff < 1e-10, f"{k}: numba vs torch backend differ by {diff:.2e}"
+
+
+def test_trainer_leaves_the_users_settings_unchanged(case):
+    """Normalisation and training keywords go into new Settings objects, never into the parsed ones."""
+    from hdnnp.training.config import config_from_settings
+    from hdnnp.training.distributed import Distributed
+    from hdnnp.training.trainer import Trainer
+
+    settings = Settings.read(case / "input.nn")
+    before = settings.to_text()
+    assert "conv_energy" not in settings
+    cfg = config_from_settings(settings, overrides=None)
+    dist = Distributed("cpu")
+    try:
+        tr = Trainer(settings, cfg, read_input_data(case / "input.data"), case / "input.data", case.parent / "r",
+                     dist, progress=False)
+        tr.prepare()
+    finally:
+        dist.close()
+    assert settings.to_text() == before
+    assert tr.settings is not settings and "conv_energy" in tr.settings and "hdnnp_optimizer" in tr.settings
+    assert tr.pot.settings is tr.settings
+
+
+def test_settings_edits_return_new_objects():
+    s = Settings.parse("a 1\nb 2\na 3\n")
+    t = s.with_keyword("a", 5).without("b")
+    assert s.to_text() == "a 1\nb 2\na 3\n"
+    assert [(line.key, line.values) for line in t.lines] == [("a", ["5"])]
+    assert s.with_keyword("c").lines[-1].key == "c"
+
+
+def test_keyword_table_drives_reading_writing_cli_and_docs():
+    """training.config.KEYWORDS: what config_to_keywords writes, config_from_settings reads back."""
+    import argparse
+    import dataclasses
+
+    from hdnnp.training.config import (
+        KEYWORDS, TrainingConfig, add_cli_options, cli_overrides, config_from_settings, config_to_keywords,
+        keyword_docs,
+    )
+
+    fields = {f.name for f in dataclasses.fields(TrainingConfig)}
+    assert all(kw.attr in fields for kw in KEYWORDS)
+    cfg = TrainingConfig(epochs=7, test_fraction=0.3, seed=5, force_weight=2.5, optimizer="kalman", split="n2p2",
+                         learning_rate=0.25, batch_size=3, lr_schedule="exponential", lr_decay=0.9, clip_value=0.5,
+                         cache_memory_gb=1.5, cache_dtype="float32", kalman_blocks="layer", kalman_streams=2,
+                         kalman_warmup=1, weight_init="he_normal", torch_threads=2)
+    lines = config_to_keywords(cfg)
+    assert [k for k, _ in lines] == [kw.key for kw in KEYWORDS]  # all rows apply to this config
+    text = "".join(f"{k} {' '.join(v)}\n" for k, v in lines) + "use_short_forces\n"
+    back = config_from_settings(Settings.parse(text, "input.nn"), warn=False)
+    for kw in KEYWORDS:
+        assert getattr(back, kw.attr) == getattr(cfg, kw.attr), kw.key
+    assert "hdnnp_kalman_blocks" not in dict(config_to_keywords(TrainingConfig()))  # only with the filter
+    parser = argparse.ArgumentParser()
+    add_cli_options(parser)
+    args = parser.parse_args(["--learning-rate", "0.5", "--optimizer", "sgd"])
+    assert {k: v for k, v in cli_overrides(args).items() if v is not None} == {"learning_rate": 0.5,
+                                                                               "optimizer": "sgd"}
+    docs = keyword_docs()
+    assert all(f"`{kw.key}`" in docs for kw in KEYWORDS)

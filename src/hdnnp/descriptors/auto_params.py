@@ -266,21 +266,10 @@ def input_nn_text(
             f"activations {activations!r} must give one letter per hidden layer plus the output layer "
             f"({len(hidden_nodes) + 1} in all)"
         )
-    rule = "#" * 79
+    rule = _RULE
     els = sf.elements
-    head = [rule, f"# {title}", rule, f"# Length unit: {length_unit}", f"# Energy unit: {energy_unit}"]
-    if reference_method:
-        head.append(f"# Reference method: {reference_method}")
-    head.append("# Symmetry functions chosen by hdnnp.descriptors.auto_params (Imbalzano et al. 2018 grids);")
-    head.append("# nearest-neighbour distances in the data (median over atoms; smallest seen):")
-    for p, d in sorted(sf.stats.nn_distance.items(), key=lambda kv: (atomic_numbers[kv[0][0]], atomic_numbers[kv[0][1]])):
-        head.append(f"#   {p[0]}-{p[1]}: {d:.3f} (min {sf.stats.min_distance[p]:.3f})")
-    head.append(rule)
-
-    def kv(key: str, value: str = "", comment: str = "") -> str:
-        s = f"{key:<31s} {value:<14s}"
-        return (s + f" # {comment}" if comment else s).rstrip()
-
+    kv = _kv
+    head = _header(sf, title, length_unit, energy_unit, reference_method)
     body = [
         "",
         rule, "# GENERAL NNP SETTINGS", rule,
@@ -298,7 +287,41 @@ def input_nn_text(
         kv("global_nodes_short", " ".join(map(str, hidden_nodes)), "Number of nodes in each hidden layer."),
         kv("global_activation_short", activations, "Activation function for each hidden layer and output layer."),
         "",
-        rule, "# ADDITIONAL SETTINGS FOR TRAINING", rule,
+        *_training_settings(optimizer, epochs, random_seed, test_fraction),
+        "",
+        *_symmetry_function_section(sf),
+    ]
+    return "\n".join(head + body) + "\n"
+
+
+_RULE = "#" * 79
+
+
+def _kv(key: str, value: str = "", comment: str = "") -> str:
+    """An input.nn line: keyword, value and comment in n2p2's example columns."""
+    s = f"{key:<31s} {value:<14s}"
+    return (s + f" # {comment}" if comment else s).rstrip()
+
+
+def _header(sf: AutoSymmetryFunctions, title: str, length_unit: str, energy_unit: str,
+            reference_method: str | None) -> list[str]:
+    """input.nn's comment header: title, units, how the symmetry functions were chosen."""
+    head = [_RULE, f"# {title}", _RULE, f"# Length unit: {length_unit}", f"# Energy unit: {energy_unit}"]
+    if reference_method:
+        head.append(f"# Reference method: {reference_method}")
+    head.append("# Symmetry functions chosen by hdnnp.descriptors.auto_params (Imbalzano et al. 2018 grids);")
+    head.append("# nearest-neighbour distances in the data (median over atoms; smallest seen):")
+    for p, d in sorted(sf.stats.nn_distance.items(), key=lambda kv: (atomic_numbers[kv[0][0]], atomic_numbers[kv[0][1]])):
+        head.append(f"#   {p[0]}-{p[1]}: {d:.3f} (min {sf.stats.min_distance[p]:.3f})")
+    head.append(_RULE)
+    return head
+
+
+def _training_settings(optimizer: str | None, epochs: int, random_seed: int, test_fraction: float) -> list[str]:
+    """The training section (n2p2's Kalman-filter settings of its examples)."""
+    kv = _kv
+    return [
+        _RULE, "# ADDITIONAL SETTINGS FOR TRAINING", _RULE,
         *([kv("hdnnp_optimizer", optimizer, "hdnnp: optimizer (n2p2 ignores it; n2p2 itself uses updater_type)")]
           if optimizer else []),
         kv("epochs", str(epochs), "Number of training epochs."),
@@ -330,8 +353,14 @@ def input_nn_text(
         kv("kalman_eta", "0.01", "Standard Kalman filter parameter eta."),
         kv("kalman_etatau", "2.302", "Standard Kalman filter parameter etatau."),
         kv("kalman_etamax", "1.0", "Standard Kalman filter parameter etamax."),
-        "",
-        rule, "# SYMMETRY FUNCTIONS", rule,
+    ]
+
+
+def _symmetry_function_section(sf: AutoSymmetryFunctions) -> list[str]:
+    """The symmetry-function lines per element, with comments on their form and grids."""
+    els = sf.elements
+    body = [
+        _RULE, "# SYMMETRY FUNCTIONS", _RULE,
         "# Radial (type 2): symfunction_short <element-central> 2 <element-neighbor> <eta> <rshift> <rcutoff>",
         (f"# Angular (type {sf.angular_type}): symfunction_short <element-central> {sf.angular_type} "
          "<element-neighbor1> <element-neighbor2> <eta> <lambda> <zeta> <rcutoff>"),
@@ -343,7 +372,7 @@ def input_nn_text(
         body.append(f"# element {e}: radial grids start at " + ", ".join(
             f"{n} {sf.r_low[(e, n)]:.3f}" for n in els if (e, n) in sf.r_low))
         body.extend(sf.for_element(e))
-    return "\n".join(head + body) + "\n"
+    return body
 
 
 def write_input_nn(path: str | Path, sf: AutoSymmetryFunctions, **kwargs) -> None:

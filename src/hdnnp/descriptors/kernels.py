@@ -140,15 +140,13 @@ def symmetry_functions(species, pair_start, pair_j, pair_vec, pair_dist, atom_be
     D : (m, max_sf, 3) or (0, max_sf, 3), m = pair_start[atom_end] - pair_start[atom_begin]
     (row r is pair pair_start[atom_begin] + r); pair_grad : (m, 3) or (0, 3).
 
-    Longer than ~100 lines on purpose: the per-thread work spaces must be allocated in this
-    function, before the ``prange`` loop that indexes them by thread id (numba cannot return a
-    structure of them from a helper without a tuple of ~20 arrays), and the loop body is the
-    per-atom driver (local neighbour copy sorted by element, then radial and angular parts).
+    The per-thread work spaces are allocated here, before the ``prange`` loop that indexes them
+    by thread id (numba cannot return a structure of them from a helper without a tuple of ~20
+    arrays); the loop body is the per-atom driver: local neighbour copy sorted by element
+    (:func:`_local_neighbours`), radial part, angular blocks.
     """
     n_el = tables.rad_cnt.shape[0]
     max_sf = tables.fparams.shape[1]
-    blk_nq = tables.blk_nq
-    blk_nk = tables.blk_nk
     blk_id = tables.blk_id
     grp_n = tables.grp_n
     n_at = atom_end - atom_begin
@@ -157,15 +155,7 @@ def symmetry_functions(species, pair_start, pair_j, pair_vec, pair_dist, atom_be
     G = np.zeros((n_at if mode != 2 else 0, max_sf))
     D = np.empty((m_pairs if mode == 1 else 0, max_sf, 3))
     PG = np.empty((m_pairs if mode == 2 else 0, 3))
-    mq = 1
-    mk = 1
-    for b_ in range(blk_nq.shape[0]):
-        mq = max(mq, blk_nq[b_])
-        mk = max(mk, blk_nk[b_])
-    mg = max(1, tables.grp_i.shape[1])
-    nnmax = 1
-    for i in range(atom_begin, atom_end):
-        nnmax = max(nnmax, pair_start[i + 1] - pair_start[i])
+    mq, mk, mg, nnmax = _work_sizes(tables, pair_start, atom_begin, atom_end)
     cap = TRIPLET_CHUNK
     # per-thread work spaces (allocated once, not per atom)
     W_est = np.empty((n_slots, n_el + 1), dtype=np.int64)
@@ -204,38 +194,8 @@ def symmetry_functions(species, pair_start, pair_j, pair_vec, pair_dist, atom_be
         ld = W_ld[tid]
         linv = W_linv[tid]
         lpg = W_lpg[tid]
-        # ------------------------------------------ local copy, sorted by neighbour element
-        for k in range(n_el + 1):
-            est[k] = 0
-        for p in range(p0, p1):
-            est[species[pair_j[p]] + 1] += 1
-        for k in range(n_el):
-            est[k + 1] += est[k]
-        fill = W_fill[tid]
-        for k in range(n_el):
-            fill[k] = est[k]
-        for p in range(p0, p1):
-            ej = species[pair_j[p]]
-            loc[fill[ej]] = p
-            fill[ej] += 1
-        for a in range(nn):
-            p = loc[a]
-            ld[a] = pair_dist[p]
-            linv[a] = 1.0 / pair_dist[p]
-            lv[a, 0] = pair_vec[p, 0]
-            lv[a, 1] = pair_vec[p, 1]
-            lv[a, 2] = pair_vec[p, 2]
-        if mode == 1:
-            for p in range(p0, p1):
-                for s in range(max_sf):
-                    D[p - pbase, s, 0] = 0.0
-                    D[p - pbase, s, 1] = 0.0
-                    D[p - pbase, s, 2] = 0.0
-        if mode == 2:
-            for a in range(nn):
-                lpg[a, 0] = 0.0
-                lpg[a, 1] = 0.0
-                lpg[a, 2] = 0.0
+        _local_neighbours(species, pair_j, pair_vec, pair_dist, p0, p1, n_el, est, W_fill[tid], loc, lv, ld, linv)
+        _clear_derivatives(mode, p0, p1, pbase, D, lpg)
         w = dEdG[0]
         if mode == 2:
             w = dEdG[i - atom_begin]
@@ -257,12 +217,67 @@ def symmetry_functions(species, pair_start, pair_j, pair_vec, pair_dist, atom_be
                                    W_Jm[tid], W_dJm[tid], W_Am[tid], W_dAm[tid], W_P[tid], W_WA[tid],
                                    W_WdA[tid], W_sv[tid], W_M[tid])
         if mode == 2:
-            for a in range(nn):
-                pp = loc[a] - pbase
-                PG[pp, 0] = lpg[a, 0]
-                PG[pp, 1] = lpg[a, 1]
-                PG[pp, 2] = lpg[a, 2]
+            for a in range(nn):  # back from the local (sorted) order to the pair order
+                PG[loc[a] - pbase] = lpg[a]
     return G, D, PG
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _clear_derivatives(mode, p0, p1, pbase, D, lpg):
+    """Zero one atom's rows of D (mode 1) or its local pair gradients (mode 2)."""
+    if mode == 1:
+        for p in range(p0, p1):
+            for s in range(D.shape[1]):
+                D[p - pbase, s, 0] = 0.0
+                D[p - pbase, s, 1] = 0.0
+                D[p - pbase, s, 2] = 0.0
+    elif mode == 2:
+        for a in range(p1 - p0):
+            lpg[a, 0] = 0.0
+            lpg[a, 1] = 0.0
+            lpg[a, 2] = 0.0
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _work_sizes(tables, pair_start, atom_begin, atom_end):
+    """(most groups, most kinds of an angular block, groups per element (>= 1), most neighbours
+    of an atom in [atom_begin, atom_end)): the sizes of the per-thread work spaces."""
+    mq = 1
+    mk = 1
+    for b_ in range(tables.blk_nq.shape[0]):
+        mq = max(mq, tables.blk_nq[b_])
+        mk = max(mk, tables.blk_nk[b_])
+    mg = max(1, tables.grp_i.shape[1])
+    nnmax = 1
+    for i in range(atom_begin, atom_end):
+        nnmax = max(nnmax, pair_start[i + 1] - pair_start[i])
+    return mq, mk, mg, nnmax
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _local_neighbours(species, pair_j, pair_vec, pair_dist, p0, p1, n_el, est, fill, loc, lv, ld, linv):
+    """A local copy of the pairs p0..p1 of one atom sorted by neighbour element: est[k] is the
+    first local index of element k (est[n_el] = number of neighbours), loc the pair indices,
+    lv/ld/linv their vectors, distances and inverse distances."""
+    for k in range(n_el + 1):
+        est[k] = 0
+    for p in range(p0, p1):
+        est[species[pair_j[p]] + 1] += 1
+    for k in range(n_el):
+        est[k + 1] += est[k]
+    for k in range(n_el):
+        fill[k] = est[k]
+    for p in range(p0, p1):
+        ej = species[pair_j[p]]
+        loc[fill[ej]] = p
+        fill[ej] += 1
+    for a in range(p1 - p0):
+        p = loc[a]
+        ld[a] = pair_dist[p]
+        linv[a] = 1.0 / pair_dist[p]
+        lv[a, 0] = pair_vec[p, 0]
+        lv[a, 1] = pair_vec[p, 1]
+        lv[a, 2] = pair_vec[p, 2]
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)

@@ -134,23 +134,31 @@ class Settings:
             return False
         return True
 
-    # -------------------------------------------------------------- editing
-    def set(self, key: str, *values, comment: str = "") -> None:
-        """Replace all lines of ``key`` by one line (appended at the first one's place)."""
+    # -------------------------------------------------------------- new settings from these
+    # (settings are never edited in place: the user's parsed input.nn stays as read)
+    def with_keyword(self, key: str, *values, comment: str = "") -> "Settings":
+        """A copy in which all lines of ``key`` are replaced by one line (at the first one's place,
+        else appended)."""
         vals = [str(v) for v in values]
         raw = (f"{key:<31s} " + " ".join(vals)).rstrip()
         if comment:
             raw = f"{raw:<46s} # {comment}"
         new = SettingsLine(key, vals, 0, raw)
         idx = next((i for i, line in enumerate(self.lines) if line.key == key), None)
-        self.lines = [line for line in self.lines if line.key != key]
+        lines = [line for line in self.lines if line.key != key]
         if idx is None:
-            self.lines.append(new)
+            lines.append(new)
         else:
-            self.lines.insert(min(idx, len(self.lines)), new)
+            lines.insert(min(idx, len(lines)), new)
+        return Settings(self.path, lines)
 
-    def remove(self, key: str) -> None:
-        self.lines = [line for line in self.lines if line.key != key]
+    def without(self, *keys: str) -> "Settings":
+        """A copy without the lines of ``keys``."""
+        return Settings(self.path, [line for line in self.lines if line.key not in keys])
+
+    def with_lines_first(self, lines: list[SettingsLine]) -> "Settings":
+        """A copy with ``lines`` in front (nnp-norm puts the normalisation at the top)."""
+        return Settings(self.path, [*lines, *self.lines])
 
     def to_text(self, header: str = "") -> str:
         out = [header.rstrip("\n")] if header else []

@@ -23,6 +23,8 @@ from hdnnp.descriptors.sf_set import SymmetryFunctionSet
 from hdnnp.io.input_nn import Settings
 from hdnnp.io.potential_directory import SCALING_FILE, SETTINGS_FILE, PotentialDirectory
 from hdnnp.io.scaling_data import ScalingStats, read_scaling_data
+from hdnnp.model import evaluation
+from hdnnp.model.evaluation import element_energies
 from hdnnp.model.network import ElementNetwork
 from hdnnp.model.topology import atom_energy_offsets, initial_hardness, topology
 from hdnnp.model.scaling import ElementScaling, element_scaling, scaling_mode
@@ -304,9 +306,8 @@ class Potential(nn.Module):
 
         G : (n_atoms, max_sf) raw SFs on the potential's device; species : (n_atoms,) element index.
         """
-        out = torch.zeros(G.shape[0], dtype=self.dtype, device=G.device)
-        for e, (idx, x) in self.scaled_inputs(G, species).items():
-            out = out.index_put((idx,), self.networks[e](x))
+        out = element_energies(self.networks, self.scaled_inputs(G, species), G.shape[0],
+                               G.new_empty(0, dtype=self.dtype))
         return out / self.conv_energy
 
     # -------------------------------------------------------------- prediction
@@ -342,27 +343,20 @@ class Potential(nn.Module):
     #: are processed in chunks of atoms, so memory stays linear in the number of atoms
     STORE_CHUNK_BYTES = 64 * 2**20
 
-    def _energies_and_gradients(self, G: np.ndarray, species: np.ndarray, grad: bool):
-        """Atomic energies (n,) and dE/dG (n, max_sf) (or None) from raw G, as float64 numpy.
+    def _energy_function(self, species: np.ndarray, device=None):
+        """G (n_atoms, max_sf) raw SFs -> atomic energies (n_atoms,) in physical units (no mean,
+        no offsets): the energy function of ``evaluation.evaluate`` for these atoms."""
+        sp_t = torch.as_tensor(species, device=self.device_name if device is None else device)
+        return lambda G: self.atomic_energies_from_G(G, sp_t)
 
-        The networks are small; torch runs them on one intra-op thread (two OpenMP pools,
-        numba's and torch's, spinning on the same cores cost ~100x more than the work itself).
-        """
-        dev = self.device_name
-        n_threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            sp_t = torch.as_tensor(species, device=dev)
-            with torch.enable_grad() if grad else torch.no_grad():
-                G_t = torch.as_tensor(G, device=dev).to(self.dtype).requires_grad_(grad)
-                e_atoms = self.atomic_energies_from_G(G_t, sp_t)
-                dEdG = None
-                if grad:
-                    (g,) = torch.autograd.grad(e_atoms.sum(), G_t)
-                    dEdG = np.ascontiguousarray(g.detach().cpu().numpy(), dtype=np.float64)
-            return e_atoms.detach().cpu().double().numpy(), dEdG
-        finally:
-            torch.set_num_threads(n_threads)
+    def _energies_and_gradients(self, G: np.ndarray, species: np.ndarray, grad: bool):
+        """Atomic energies (n,) and dE/dG (n, max_sf) (or None) from raw G, as float64 numpy
+        (torch on one intra-op thread, see ``evaluation.evaluate``)."""
+        with evaluation.torch_threads(1), torch.set_grad_enabled(grad):
+            G_t = torch.as_tensor(G, device=self.device_name).to(self.dtype)
+            e, g = evaluation.energies_and_gradient(self._energy_function(species), G_t, grad)
+        dEdG = None if g is None else np.ascontiguousarray(evaluation.as_numpy(g), dtype=np.float64)
+        return evaluation.as_numpy(e), dEdG
 
     def _store_chunks(self, nl, n_atoms: int) -> list[tuple[int, int]]:
         """Atom ranges whose D = dG/dr block fits in STORE_CHUNK_BYTES (at least one atom each)."""
@@ -426,10 +420,9 @@ class Potential(nn.Module):
         of atoms of at most ``STORE_CHUNK_BYTES``, so memory stays linear). Both give the same result
         to rounding. The torch backend does one autograd pass when its graph fits in
         ``torch_graph_max_bytes``, else values first and then the gradients chunk by chunk
-        (memory bounded by ``torch_max_triplets_per_chunk``).
+        (memory bounded by ``torch_max_triplets_per_chunk``). Energies and forces come from the
+        one model pipeline, ``hdnnp.model.evaluation``.
         """
-        from hdnnp.descriptors import kernels as K
-
         if derivative_mode not in ("recompute", "store"):
             raise ValueError(f"derivative_mode must be 'recompute' or 'store', not {derivative_mode!r}")
         if len(structure) == 0:  # nothing to sum: zero energy, no forces
@@ -443,40 +436,62 @@ class Potential(nn.Module):
 
             return compute_fourg(self, structure, forces, stress, structure_index, sf_backend,
                                  converged=self.ewald_converged)
-        if self.resolve_sf_backend(sf_backend) == "torch":
-            tsf = self.torch_symmetry_functions()
-            if tsf is not None:
-                return self._compute_torch(tsf, structure, forces, stress, structure_index)
+        with torch.set_grad_enabled(forces):  # energies only: no graph
+            if self.resolve_sf_backend(sf_backend) == "torch":
+                tsf = self.torch_symmetry_functions()
+                if tsf is not None:
+                    return self._compute_torch(tsf, structure, forces, stress, structure_index)
+            return self._compute_numba(structure, forces, stress, structure_index, derivative_mode)
+
+    def _compute_numba(self, structure: Structure, forces: bool, stress: bool, structure_index: int,
+                       derivative_mode: str) -> Prediction:
+        """``compute`` with the numba kernels (CPU) and the networks on ``device``."""
         sfs = self.sf_set
-        n = len(structure)
         species = sfs.species_of(structure)
         nl = sfs.neighbors(structure)
         if forces and derivative_mode == "store":
-            G = np.empty((n, sfs.max_sf))
-            e_atoms = np.empty(n)
-            pg = np.empty((nl.n_pairs, 3))
-            for a0, a1 in self._store_chunks(nl, n):
-                Gc, Dc, _ = sfs._run(structure, nl, species, 1, atom_begin=a0, atom_end=a1)
-                G[a0:a1] = Gc
-                e_atoms[a0:a1], dEdG = self._energies_and_gradients(Gc, species[a0:a1], True)
-                pg[nl.start[a0]:nl.start[a1]] = K.contract_pair_gradients(nl.start, a0, a1, Dc, dEdG)
-                del Dc
+            G, e_atoms, derivatives = self._store_pass(structure, nl, species)
+            F, W = derivatives.forces()
         else:
             G = sfs._run(structure, nl, species, 0)[0]
-            e_atoms, dEdG = self._energies_and_gradients(G, species, forces)
-            if forces:
-                pg = sfs._run(structure, nl, species, 2, dEdG)[2]
-        extrap = self.check_extrapolation(G, species, structure_index)
+            G_t = torch.as_tensor(G, device=self.device_name).to(self.dtype)
+            derivatives = evaluation.KernelDerivatives(sfs, structure, nl, species) if forces else None
+            ev = evaluation.evaluate(self._energy_function(species), G_t, derivatives, network_threads=1)
+            e_atoms, F, W = evaluation.as_numpy(ev.energies), ev.forces, ev.virial
+        return self._prediction(structure, species, G, e_atoms, F, W, stress, structure_index)
+
+    def _store_pass(self, structure: Structure, nl, species: np.ndarray):
+        """derivative_mode "store": values and dG/dr of chunks of atoms (``_store_chunks``), each
+        contracted with its dE/dG at once. Returns raw G, atomic energies and the executor."""
+        from hdnnp.descriptors import kernels as K
+
+        sfs, n = self.sf_set, len(species)
+        G = np.empty((n, sfs.max_sf))
+        e_atoms = np.empty(n)
+        pg = np.empty((nl.n_pairs, 3))
+        for a0, a1 in self._store_chunks(nl, n):
+            Gc, Dc, _ = sfs._run(structure, nl, species, 1, atom_begin=a0, atom_end=a1)
+            G[a0:a1] = Gc
+            e_atoms[a0:a1], dEdG = self._energies_and_gradients(Gc, species[a0:a1], True)
+            pg[nl.start[a0]:nl.start[a1]] = K.contract_pair_gradients(nl.start, a0, a1, Dc, dEdG)
+            del Dc
+        return G, e_atoms, evaluation.StoredPairGradients(nl, n, pg)
+
+    def _prediction(self, structure: Structure, species: np.ndarray, G: np.ndarray, e_atoms: np.ndarray,
+                    F: np.ndarray | None, W: np.ndarray | None, stress: bool, structure_index: int,
+                    rel_tol: float = 1e-12) -> Prediction:
+        """The ``Prediction`` of one structure from raw G, atomic energies (physical units) and
+        forces/virial (None: energy only); extrapolation checked against scaling.data."""
+        extrap = self.check_extrapolation(G, species, structure_index, rel_tol=rel_tol)
         energy = float(e_atoms.sum()) + self.energy_shift(structure)
-        result = Prediction(energy=energy, forces=np.zeros((n, 3)), atomic_energies=e_atoms,
+        result = Prediction(energy=energy, forces=np.zeros((len(species), 3)), atomic_energies=e_atoms,
                             n_extrapolations=len(extrap), extrapolations=extrap)
-        if not forces:
+        if F is None:
             return result
-        F, W = K.forces_from_pair_gradients(n, nl.i, nl.j, nl.vectors, pg)
         result.forces = F
         result.virial = W
-        if stress and structure.cell is not None:
-            result.stress = -W / abs(np.linalg.det(structure.cell))
+        if stress:
+            result.stress = evaluation.stress_from_virial(W, structure.cell)
         return result
 
     def _graph_budget(self, device: torch.device) -> int:
@@ -504,55 +519,32 @@ class Potential(nn.Module):
     def _compute_torch(self, tsf, structure: Structure, forces: bool, stress: bool,
                        structure_index: int) -> Prediction:
         """``compute`` with the torch SF backend: everything after the neighbour list (see
-        ``torch_neighbor_list``) on ``device``."""
-        from hdnnp.descriptors.torch_backend import forces_and_virial
+        ``torch_neighbor_list``) on ``device``. With forces: one autograd pass from the pair
+        vectors when the graph fits in ``torch_graph_max_bytes``, else values, networks and dE/dG
+        first and the SF gradients chunk by chunk."""
+        species = self.sf_set.species_of(structure)
+        data = tsf.prepare(self._torch_neighbors(structure), species)
+        energy_of_G = self._energy_function(species, data.vectors.device)
+        if forces and tsf.graph_bytes(data) <= self._graph_budget(data.vectors.device):
+            values = {}
 
-        sfs = self.sf_set
-        n = len(structure)
-        species = sfs.species_of(structure)
-        nl = self._torch_neighbors(structure)
-        data = tsf.prepare(nl, species)
-        sp_t = torch.as_tensor(species, device=data.vectors.device)
-        pg = None
-        if not forces:
-            with torch.no_grad():
-                G = tsf.values(data)
-                e_atoms = self.atomic_energies_from_G(G, sp_t)
-        elif tsf.graph_bytes(data) <= self._graph_budget(data.vectors.device):
-            # one graph from the pair vectors to the energy, one backward pass
-            with torch.enable_grad():
-                vec = data.vectors.detach().requires_grad_(True)
-                G = tsf.values(data, vec)
-                e_atoms = self.atomic_energies_from_G(G, sp_t)
-                (pg,) = torch.autograd.grad(e_atoms.sum(), vec, allow_unused=True)
+            def energy_of_vectors(vec):
+                values["G"] = tsf.values(data, vec)
+                return energy_of_G(values["G"])
+
+            ev = evaluation.evaluate(energy_of_vectors, data.vectors, evaluation.TorchPairDerivatives(data))
+            G = values["G"]
         else:
-            # large: values, networks and dE/dG, then the SF gradients chunk by chunk
             with torch.no_grad():
                 G = tsf.values(data)
-            with torch.enable_grad():
-                G_in = G.detach().requires_grad_(True)
-                e_atoms = self.atomic_energies_from_G(G_in, sp_t)
-                (dEdG,) = torch.autograd.grad(e_atoms.sum(), G_in)
-            pg = tsf.pair_gradients(data, dEdG)
-        G_np = G.detach().to("cpu", torch.float64).numpy()
-        e_np = e_atoms.detach().to("cpu", torch.float64).numpy()
+            derivatives = evaluation.TorchPairDerivatives(data, tsf) if forces else None
+            ev = evaluation.evaluate(energy_of_G, G, derivatives)
+        F = None if ev.forces is None else evaluation.as_numpy(ev.forces)
+        W = None if ev.virial is None else evaluation.as_numpy(ev.virial)
         # G in float32 carries rounding errors of ~1e-7 of its range (values that are 0 in exact
         # arithmetic come out as -1e-7): no warnings for those
-        extrap = self.check_extrapolation(G_np, species, structure_index,
-                                          rel_tol=max(1e-12, 100 * torch.finfo(G.dtype).eps))
-        energy = float(e_np.sum()) + self.energy_shift(structure)
-        result = Prediction(energy=energy, forces=np.zeros((n, 3)), atomic_energies=e_np,
-                            n_extrapolations=len(extrap), extrapolations=extrap)
-        if not forces:
-            return result
-        if pg is None:  # no pair within the cutoff
-            pg = torch.zeros_like(data.vectors)
-        F, W = forces_and_virial(data, pg.detach())
-        result.forces = F.to("cpu", torch.float64).numpy()
-        result.virial = W.to("cpu", torch.float64).numpy()
-        if stress and structure.cell is not None:
-            result.stress = -result.virial / abs(np.linalg.det(structure.cell))
-        return result
+        return self._prediction(structure, species, evaluation.as_numpy(G), evaluation.as_numpy(ev.energies), F, W,
+                                stress, structure_index, rel_tol=max(1e-12, 100 * torch.finfo(G.dtype).eps))
 
     def predict(self, structures: list[Structure], forces: bool = True, stress: bool = True) -> list[Prediction]:
         """``compute`` for each structure; logs a summary of extrapolation warnings."""

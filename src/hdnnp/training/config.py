@@ -19,18 +19,10 @@ scheme), ``use_old_weights_short`` (start from ``weights.XXX.data`` next to inpu
 
 ``hdnnp_*`` keywords (hdnnp extensions; n2p2 warns about and ignores them)
 -----------------------------------------------------------------------------
-``hdnnp_optimizer`` adam|sgd|adagrad|rmsprop|lbfgs|kalman, ``hdnnp_kalman_blocks`` auto|none|element|layer,
-``hdnnp_kalman_streams`` (streams per process), ``hdnnp_kalman_warmup`` (L-BFGS epochs before the filter),
-``hdnnp_split`` hdnnp|n2p2, ``hdnnp_learning_rate``, ``hdnnp_epsilon``,
-``hdnnp_batch_size`` (structures per step), ``hdnnp_lr_schedule`` none|plateau|exponential|
-inverse_time, ``hdnnp_lr_decay`` (exponential: factor per epoch; inverse_time: k in
-lr/(1 + k step)), ``hdnnp_plateau_factor``, ``hdnnp_plateau_patience``, ``hdnnp_min_lr``,
-``hdnnp_early_stopping`` (patience in epochs, 0 = off), ``hdnnp_clip_value``,
-``hdnnp_weight_init``/``hdnnp_bias_init`` (Keras names of the prototype), ``hdnnp_lbfgs_iterations``,
-``hdnnp_lbfgs_history``, ``hdnnp_cache_memory_gb``, ``hdnnp_cache_dtype`` float64|float32,
-``hdnnp_checkpoint_interval``, ``hdnnp_torch_threads`` (threads of torch's CPU ops, default 1:
-the per-atom networks are small and a second thread only adds synchronisation; 0 = torch's
-default; the numba kernels use all cores of the process either way).
+One table, :data:`KEYWORDS`, drives how these (and the n2p2 keywords written back) are read
+(:func:`config_from_settings`), written into the run directory's input.nn
+(:func:`config_to_keywords`), offered as ``hdnnp train`` options (:func:`add_cli_options`,
+:func:`cli_overrides`) and documented (:func:`keyword_docs`, which the README's list follows).
 """
 
 from __future__ import annotations
@@ -88,6 +80,106 @@ OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop", "lbfgs", "kalman")
 SCHEDULES = ("none", "plateau", "exponential", "inverse_time")
 INITS = ("torch", "uniform", "random_uniform", "random_normal", "glorot_uniform", "glorot_normal",
          "he_uniform", "he_normal", "lecun_uniform", "zeros", "ones", "n2p2_glorot", "n2p2_nguyen_widrow")
+
+
+@dataclass(frozen=True)
+class Keyword:
+    """One training keyword of input.nn and everything derived from it.
+
+    key : the input.nn keyword; attr : the ``TrainingConfig`` field; kind : "int", "float" or
+    "word" (a string, lower-cased when read); doc : what it means (docs and CLI help);
+    choices : allowed words; flag : the ``hdnnp train`` option (its dest is ``attr``), or None;
+    write : when ``config_to_keywords`` writes it: "always", "kalman" (with the Kalman filter only),
+    "set" (when not None).
+    """
+
+    key: str
+    attr: str
+    kind: str
+    doc: str
+    choices: tuple | None = None
+    flag: str | None = None
+    write: str = "always"
+
+    def read(self, settings: Settings):
+        if self.kind == "int":
+            return settings.get_int(self.key)
+        if self.kind == "float":
+            return settings.get_float(self.key)
+        return settings.get_str(self.key).lower()
+
+    def text(self, value) -> str:
+        return repr(value) if self.kind == "float" else str(value)
+
+
+#: the training keywords written back into a run directory (in this order) and the hdnnp_* keywords;
+#: the other n2p2 keywords (updater_type, kalman_*, ...) are read by :func:`config_from_settings`
+KEYWORDS: tuple[Keyword, ...] = (
+    Keyword("epochs", "epochs", "int", "number of epochs"),
+    Keyword("test_fraction", "test_fraction", "float", "fraction of the structures held out for validation"),
+    Keyword("random_seed", "seed", "int", "random seed (split, initial weights, batch order)", flag="--seed"),
+    Keyword("force_weight", "force_weight", "float", "weight of the force term of the loss", flag="--force-weight"),
+    Keyword("hdnnp_optimizer", "optimizer", "word", "optimizer (kalman: n2p2's Kalman filter, kalman_* keywords)",
+            OPTIMIZERS, "--optimizer"),
+    Keyword("hdnnp_split", "split", "word", "train/validation split: hdnnp's or n2p2's (nnp-train's)",
+            ("hdnnp", "n2p2")),
+    Keyword("hdnnp_learning_rate", "learning_rate", "float", "learning rate", flag="--learning-rate"),
+    Keyword("hdnnp_epsilon", "epsilon", "float", "Adam's epsilon"),
+    Keyword("hdnnp_batch_size", "batch_size", "int", "structures per optimizer step", flag="--batch-size"),
+    Keyword("hdnnp_lr_schedule", "lr_schedule", "word", "learning-rate schedule", SCHEDULES),
+    Keyword("hdnnp_lr_decay", "lr_decay", "float",
+            "exponential: factor per epoch; inverse_time: k in lr/(1 + k step)"),
+    Keyword("hdnnp_plateau_factor", "plateau_factor", "float", "plateau schedule: factor on the learning rate"),
+    Keyword("hdnnp_plateau_patience", "plateau_patience", "int", "plateau schedule: epochs without improvement"),
+    Keyword("hdnnp_min_lr", "min_lr", "float", "lowest learning rate of a schedule"),
+    Keyword("hdnnp_early_stopping", "early_stopping", "int", "patience in epochs (0 = off)"),
+    Keyword("hdnnp_weight_init", "weight_init", "word", "weight initialisation (Keras names of the prototype)", INITS),
+    Keyword("hdnnp_bias_init", "bias_init", "word", "bias initialisation (Keras names of the prototype)", INITS),
+    Keyword("hdnnp_lbfgs_iterations", "lbfgs_iterations", "int", "L-BFGS iterations per epoch"),
+    Keyword("hdnnp_lbfgs_history", "lbfgs_history", "int", "L-BFGS history size"),
+    Keyword("hdnnp_cache_dtype", "cache_dtype", "word", "storage type of cached derivatives", ("float64", "float32"),
+            "--cache-dtype"),
+    Keyword("hdnnp_checkpoint_interval", "checkpoint_interval", "int", "epochs between checkpoints"),
+    Keyword("hdnnp_torch_threads", "torch_threads", "int",
+            "threads of torch's CPU ops (default 1: the per-atom networks are small; 0 = torch's default; the numba "
+            "kernels use all cores of the process either way)"),
+    Keyword("hdnnp_kalman_blocks", "kalman_blocks", "word", "Kalman filter: P block-diagonal per element or layer",
+            ("auto", "none", "element", "layer"), write="kalman"),
+    Keyword("hdnnp_kalman_streams", "kalman_streams", "int", "Kalman filter: streams per process", write="kalman"),
+    Keyword("hdnnp_kalman_warmup", "kalman_warmup", "int", "L-BFGS epochs before the Kalman filter", write="kalman"),
+    Keyword("hdnnp_clip_value", "clip_value", "float", "clip gradients to [-v, v] (<= 0: off)", write="set"),
+    Keyword("hdnnp_cache_memory_gb", "cache_memory_gb", "float",
+            "memory for cached symmetry-function derivatives (default: half the available memory)",
+            flag="--cache-memory-gb", write="set"),
+)
+_N2P2_ROWS = 4  # KEYWORDS[:4] are n2p2's own keywords, read with the other n2p2 keywords
+
+
+def keyword_docs() -> str:
+    """The keyword list (markdown), from :data:`KEYWORDS`."""
+    out = []
+    for kw in KEYWORDS:
+        extra = f" ({'|'.join(kw.choices)})" if kw.choices else ""
+        flag = f"; `hdnnp train {kw.flag}`" if kw.flag else ""
+        out.append(f"- `{kw.key}` {kw.kind}{extra}: {kw.doc}{flag}")
+    return "\n".join(out)
+
+
+def add_cli_options(parser) -> None:
+    """The ``hdnnp train`` options of the keywords that have one (dest: the config field)."""
+    for kw in KEYWORDS:
+        if kw.flag is None:
+            continue
+        if kw.choices:
+            parser.add_argument(kw.flag, dest=kw.attr, choices=list(kw.choices), help=f"{kw.doc} ({kw.key})")
+        else:
+            parser.add_argument(kw.flag, dest=kw.attr, type=int if kw.kind == "int" else float,
+                                help=f"{kw.doc} ({kw.key})")
+
+
+def cli_overrides(args) -> dict:
+    """{config field: value} of the keyword options given on the command line (None: not given)."""
+    return {kw.attr: getattr(args, kw.attr) for kw in KEYWORDS if kw.flag is not None}
 
 
 @dataclass
@@ -256,14 +348,12 @@ def config_from_settings(settings: Settings, overrides: dict | None = None, warn
             setattr(cfg, attr, value)
             src[attr] = f"{_where(settings, key)} {key}"
 
-    gi, gf, gs = settings.get_int, settings.get_float, settings.get_str
-    take("epochs", "epochs", gi)
-    take("test_fraction", "test_fraction", gf)
-    take("seed", "random_seed", gi)
+    gf = settings.get_float
+    for kw in KEYWORDS[:_N2P2_ROWS]:
+        take(kw.attr, kw.key, lambda k, kw=kw: kw.read(settings))
     cfg.use_forces = settings.get_bool("use_short_forces")
     src["use_forces"] = f"{_where(settings, 'use_short_forces')} use_short_forces" if "use_short_forces" in settings \
         else "use_short_forces absent"
-    take("force_weight", "force_weight", gf)
     take("weights_min", "weights_min", gf)
     take("weights_max", "weights_max", gf)
     if "weights_min" in settings or "weights_max" in settings:
@@ -276,7 +366,6 @@ def config_from_settings(settings: Settings, overrides: dict | None = None, warn
     updater = settings.get_int("updater_type")
     if updater is not None:  # an input.nn written for nnp-train: the same train/test split as n2p2
         cfg.split = "n2p2"
-    take("split", "hdnnp_split", lambda k: gs(k).lower())
     if updater is not None:
         if updater == 0:
             gtype = settings.get_int("gradient_type", 0)
@@ -309,42 +398,14 @@ def config_from_settings(settings: Settings, overrides: dict | None = None, warn
     _take_kalman(settings, cfg, take)
     cfg.normalize = "normalize_data_set" in settings
 
-    # hdnnp extensions
-    take("optimizer", "hdnnp_optimizer", lambda k: gs(k).lower())
-    take("learning_rate", "hdnnp_learning_rate", gf)
-    take("epsilon", "hdnnp_epsilon", gf)
-    take("batch_size", "hdnnp_batch_size", gi)
-    take("lr_schedule", "hdnnp_lr_schedule", lambda k: gs(k).lower())
-    take("lr_decay", "hdnnp_lr_decay", gf)
-    take("plateau_factor", "hdnnp_plateau_factor", gf)
-    take("plateau_patience", "hdnnp_plateau_patience", gi)
-    take("min_lr", "hdnnp_min_lr", gf)
-    take("early_stopping", "hdnnp_early_stopping", gi)
-    take("clip_value", "hdnnp_clip_value", gf)
-    take("weight_init", "hdnnp_weight_init", lambda k: gs(k).lower())
-    take("bias_init", "hdnnp_bias_init", lambda k: gs(k).lower())
-    take("lbfgs_iterations", "hdnnp_lbfgs_iterations", gi)
-    take("lbfgs_history", "hdnnp_lbfgs_history", gi)
-    take("cache_memory_gb", "hdnnp_cache_memory_gb", gf)
-    take("cache_dtype", "hdnnp_cache_dtype", lambda k: gs(k).lower())
-    take("checkpoint_interval", "hdnnp_checkpoint_interval", gi)
-    take("torch_threads", "hdnnp_torch_threads", gi)
+    # hdnnp extensions (after the n2p2 keywords: they take precedence)
+    for kw in KEYWORDS[_N2P2_ROWS:]:
+        take(kw.attr, kw.key, lambda k, kw=kw: kw.read(settings))
     if cfg.clip_value is not None and cfg.clip_value <= 0.0:
         cfg.clip_value = None
 
     if warn:
-        seen = set()
-        for line in settings.lines:
-            k = line.key
-            if k in seen or k in MODEL_KEYWORDS or k in USED_TRAINING_KEYWORDS or k.startswith("hdnnp_"):
-                continue
-            seen.add(k)
-            where = f"{settings.path}:{line.lineno}" if line.lineno else str(settings.path)
-            if k in UNSUPPORTED_TRAINING_KEYWORDS:
-                warnings.warn(f"{where}: training keyword '{k}' is not supported by hdnnp train and is ignored "
-                              f"({UNSUPPORTED_TRAINING_KEYWORDS[k]})", stacklevel=2)
-            else:
-                warnings.warn(f"{where}: unknown keyword '{k}' ignored", stacklevel=2)
+        _warn_unused(settings)
 
     for key, value in (overrides or {}).items():
         if value is None:
@@ -355,6 +416,22 @@ def config_from_settings(settings: Settings, overrides: dict | None = None, warn
         src[key] = "command line / argument"
     cfg.validate()
     return cfg
+
+
+def _warn_unused(settings: Settings) -> None:
+    """One warning per n2p2 training keyword hdnnp does not implement, or unknown keyword."""
+    seen = set()
+    for line in settings.lines:
+        k = line.key
+        if k in seen or k in MODEL_KEYWORDS or k in USED_TRAINING_KEYWORDS or k.startswith("hdnnp_"):
+            continue
+        seen.add(k)
+        where = f"{settings.path}:{line.lineno}" if line.lineno else str(settings.path)
+        if k in UNSUPPORTED_TRAINING_KEYWORDS:
+            warnings.warn(f"{where}: training keyword '{k}' is not supported by hdnnp train and is ignored "
+                          f"({UNSUPPORTED_TRAINING_KEYWORDS[k]})", stacklevel=3)
+        else:
+            warnings.warn(f"{where}: unknown keyword '{k}' ignored", stacklevel=3)
 
 
 def _take_kalman(settings: Settings, cfg: TrainingConfig, take) -> None:
@@ -387,43 +464,15 @@ def _take_kalman(settings: Settings, cfg: TrainingConfig, take) -> None:
         take(f"task_batch_size_{prop}", f"task_batch_size_{prop}", gi)
         for key in ("selection_mode", f"selection_mode_{prop}"):
             take(f"selection_mode_{prop}", key, lambda k: [int(v) for v in settings.line(k).values])
-    take("kalman_blocks", "hdnnp_kalman_blocks", lambda k: settings.get_str(k).lower())
-    take("kalman_streams", "hdnnp_kalman_streams", gi)
-    take("kalman_warmup", "hdnnp_kalman_warmup", gi)
 
 
 def config_to_keywords(cfg: TrainingConfig) -> list[tuple[str, list[str]]]:
-    """The input.nn lines that reproduce ``cfg`` (written into the run directory's input.nn)."""
-    kw = [
-        ("epochs", [str(cfg.epochs)]),
-        ("test_fraction", [repr(cfg.test_fraction)]),
-        ("random_seed", [str(cfg.seed)]),
-        ("force_weight", [repr(cfg.force_weight)]),
-        ("hdnnp_optimizer", [cfg.optimizer]),
-        ("hdnnp_split", [cfg.split]),
-        ("hdnnp_learning_rate", [repr(cfg.learning_rate)]),
-        ("hdnnp_epsilon", [repr(cfg.epsilon)]),
-        ("hdnnp_batch_size", [str(cfg.batch_size)]),
-        ("hdnnp_lr_schedule", [cfg.lr_schedule]),
-        ("hdnnp_lr_decay", [repr(cfg.lr_decay)]),
-        ("hdnnp_plateau_factor", [repr(cfg.plateau_factor)]),
-        ("hdnnp_plateau_patience", [str(cfg.plateau_patience)]),
-        ("hdnnp_min_lr", [repr(cfg.min_lr)]),
-        ("hdnnp_early_stopping", [str(cfg.early_stopping)]),
-        ("hdnnp_weight_init", [cfg.weight_init]),
-        ("hdnnp_bias_init", [cfg.bias_init]),
-        ("hdnnp_lbfgs_iterations", [str(cfg.lbfgs_iterations)]),
-        ("hdnnp_lbfgs_history", [str(cfg.lbfgs_history)]),
-        ("hdnnp_cache_dtype", [cfg.cache_dtype]),
-        ("hdnnp_checkpoint_interval", [str(cfg.checkpoint_interval)]),
-        ("hdnnp_torch_threads", [str(cfg.torch_threads)]),
-    ]
-    if cfg.optimizer == "kalman":
-        kw.append(("hdnnp_kalman_blocks", [cfg.kalman_blocks]))
-        kw.append(("hdnnp_kalman_streams", [str(cfg.kalman_streams)]))
-        kw.append(("hdnnp_kalman_warmup", [str(cfg.kalman_warmup)]))
-    if cfg.clip_value is not None:
-        kw.append(("hdnnp_clip_value", [repr(cfg.clip_value)]))
-    if cfg.cache_memory_gb is not None:
-        kw.append(("hdnnp_cache_memory_gb", [repr(cfg.cache_memory_gb)]))
-    return kw
+    """The input.nn lines that reproduce ``cfg`` (written into the run directory's input.nn), from
+    :data:`KEYWORDS`."""
+    out = []
+    for kw in KEYWORDS:
+        value = getattr(cfg, kw.attr)
+        if (kw.write == "kalman" and cfg.optimizer != "kalman") or (kw.write == "set" and value is None):
+            continue
+        out.append((kw.key, [kw.text(value)]))
+    return out

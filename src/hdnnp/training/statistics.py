@@ -194,18 +194,15 @@ def _make_seq_sum():
 _seq_sum_kernel = _make_seq_sum()
 
 
-def apply_normalization(settings: Settings, norm: NormalizationStats) -> None:
-    """Write mean_energy, conv_energy, conv_length into settings (at the top, as nnp-norm does)."""
-    for key in ("mean_energy", "conv_energy", "conv_length"):
-        settings.remove(key)
+def normalized_settings(settings: Settings, norm: NormalizationStats) -> Settings:
+    """New settings: ``settings`` with mean_energy, conv_energy, conv_length of ``norm`` at the top
+    (as nnp-norm writes them), earlier lines of these keywords dropped; ``settings`` is unchanged."""
     from hdnnp.io.input_nn import SettingsLine
 
-    new = [
-        SettingsLine("mean_energy", [f"{norm.mean_energy:.16E}"], 0, f"mean_energy {norm.mean_energy:24.16E} # hdnnp train (nnp-norm)"),
-        SettingsLine("conv_energy", [f"{norm.conv_energy:.16E}"], 0, f"conv_energy {norm.conv_energy:24.16E} # hdnnp train (nnp-norm)"),
-        SettingsLine("conv_length", [f"{norm.conv_length:.16E}"], 0, f"conv_length {norm.conv_length:24.16E} # hdnnp train (nnp-norm)"),
-    ]
-    settings.lines[0:0] = new
+    new = [SettingsLine(key, [f"{value:.16E}"], 0, f"{key} {value:24.16E} # hdnnp train (nnp-norm)")
+           for key, value in (("mean_energy", norm.mean_energy), ("conv_energy", norm.conv_energy),
+                              ("conv_length", norm.conv_length))]
+    return settings.without("mean_energy", "conv_energy", "conv_length").with_lines_first(new)
 
 
 def normalization_log(norm: NormalizationStats) -> str:

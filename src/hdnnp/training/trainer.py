@@ -33,7 +33,6 @@ import dataclasses
 import logging
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,18 +48,19 @@ from hdnnp.model.topology import atom_energy_offsets
 from hdnnp.structure import Structure
 from hdnnp.training import metrics as M
 from hdnnp.training.checkpoint import CHECKPOINT_NAME, package_versions, save_checkpoint
-from hdnnp.training.config import TrainingConfig
+from hdnnp.training.config import TrainingConfig, config_to_keywords
 from hdnnp.training.dataset import DescriptorCache, check_data, split_data
 from hdnnp.training.distributed import Distributed
-from hdnnp.training.force_kernels import batch_forces
+from hdnnp.training.batch_model import predict_batch
 from hdnnp.training.inputs import unit_labels
 from hdnnp.training.optimizers import make_optimizer, make_scheduler
+from hdnnp.training.run_files import RunFiles
 from hdnnp.training.statistics import (
-    apply_normalization,
     check_statistics,
     energy_normalization,
     merge_partials,
     normalization_log,
+    normalized_settings,
 )
 
 log = logging.getLogger("hdnnp.train")
@@ -153,8 +153,9 @@ class Trainer:
                 log.info("Kalman filter on an input.nn without normalisation: training in the data's units as "
                          "nnp-train does (conv_energy = conv_length = 1; mean energy per atom removed); add "
                          "normalize_data_set to train in normalised units.")
-            apply_normalization(self.settings, self.norm_stats)
+            self.settings = normalized_settings(self.settings, self.norm_stats)
         log_section_end()
+        self.settings = self._run_settings(self.settings)  # new objects: the caller's settings stay as read
 
         pot = Potential.from_settings(self.settings, dtype=self.dtype, seed=cfg.seed)
         self.pot = pot
@@ -212,6 +213,15 @@ class Trainer:
         pot.to(self.device)
         self.timings["prepare_s"] = time.perf_counter() - t0
 
+    def _run_settings(self, settings: Settings) -> Settings:
+        """The run directory's input.nn (a new object): ``settings`` (the user's lines and the
+        normalisation) with the resolved training keywords."""
+        for key, values in config_to_keywords(self.cfg):
+            settings = settings.with_keyword(key, *values)
+        if self.cfg.use_forces:
+            return settings.with_keyword("use_short_forces")
+        return settings.without("use_short_forces")
+
     # ------------------------------------------------------------------ model pieces
     def _batch(self, local: list[int], forces: bool, memo: bool):
         # keep batches between passes only while small, and never with recomputed derivatives
@@ -235,21 +245,9 @@ class Trainer:
         return b
 
     def _predict(self, b, create_graph: bool, forces: bool):
-        """(E_int per structure, F_int per row or None) of a batch; differentiable if create_graph."""
-        X = b.X.detach().requires_grad_(forces)
-        outs = []
-        for k, e in enumerate(self.elements):
-            lo, hi = b.bounds[k], b.bounds[k + 1]
-            if hi > lo:
-                outs.append(self.pot.networks[e](X[lo:hi, : self.pot.sf_set.n_sf[e]]))
-        E_rows = torch.cat(outs) if outs else X.new_zeros(0)
-        E = torch.zeros(len(b.local), dtype=X.dtype, device=X.device).index_add(0, b.struct_of_row, E_rows)
-        if not forces:
-            return E, None
-        (g,) = torch.autograd.grad(E_rows.sum(), X, create_graph=create_graph)
-        a = g * b.factor * (1.0 / self.cl)
-        F = batch_forces(a, b.plan, self.backend, getattr(b, "torch_pairs", None))
-        return E, F
+        """(E_int per structure, F_int per row or None) of a batch; differentiable if create_graph
+        (:func:`predict_batch`)."""
+        return predict_batch(self.pot, b, forces, create_graph, self.backend)
 
     def _loss_pass(self, local: list[int], n_struct: int, n_comp: int, memo: bool) -> float:
         """Accumulate d(loss)/d(weights) of this rank's structures of one global batch."""
@@ -352,25 +350,8 @@ class Trainer:
             PotentialDirectory(directory).write_weights(e, self.pot.networks[e].get_weights())
 
     def _write_epoch_files(self, rec: dict, fresh: bool) -> None:
-        if not self.dist.main:
-            return
-        d = self.run_dir
-        el, fl, ef, ff = self.labels
-        fu = self.cfg.use_forces
-        lc = M.LearningCurve(fu, self.ce, self.cl)
-        if fresh:
-            M.write_text(d / "learning-curve.out", lc.header())
-            M.write_text(d / "loss.out", M.loss_file_header("training", el, fl if fu else None))
-            M.write_text(d / "val_loss.out", M.loss_file_header("validation", el, fl if fu else None))
-        M.write_text(d / "learning-curve.out", lc.line(rec["epoch"], rec["train"], rec["test"]), append=True)
-        M.write_text(d / "loss.out", M.loss_file_line(rec["epoch"], rec["loss_train"], rec["train"], ef, ff, fu),
-                     append=True)
-        M.write_text(d / "val_loss.out", M.loss_file_line(rec["epoch"], rec["loss_test"], rec["test"], ef, ff, fu),
-                     append=True)
-
-    def _rewrite_epoch_files(self) -> None:
-        for k, rec in enumerate(self.history):
-            self._write_epoch_files(rec, fresh=(k == 0))
+        if self.dist.main:
+            self.files.write_epoch(rec, fresh)
 
     def _checkpoint_state(self, epoch: int) -> dict:
         return {
@@ -404,6 +385,7 @@ class Trainer:
         self.scheduler, self.sched_when = make_scheduler(self.optimizer, cfg)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.labels = unit_labels(self.settings)
+        self.files = RunFiles(self.run_dir, self.labels, self.cfg.use_forces, self.ce, self.cl, self.cfg.seed)
         self.history: list[dict] = []
         self.best_epoch, self.best_loss = 0, float("inf")
         self.bad_epochs = 0
@@ -442,111 +424,28 @@ class Trainer:
             numba.set_num_threads(old_numba)
 
     def _run(self, stop_after: int | None) -> TrainResult:
-        cfg, dist = self.cfg, self.dist
+        cfg = self.cfg
         t_start = time.perf_counter()
-        el, fl, ef, ff = self.labels
-        fu = cfg.use_forces
-        if self.start_epoch == 0:
-            log_section("TRAINING")
-            n_tr = len(self.split.train)
-            bs = n_tr if cfg.optimizer in ("lbfgs", "kalman") else min(cfg.batch_size, n_tr)
-            if cfg.optimizer == "kalman":
-                log.info("Optimizer kalman (n2p2's Kalman filter, eta %g); early stopping %s; %d epochs; %d "
-                         "process(es), device %s, float%s", self.optimizer.kf.eta,
-                         f"after {cfg.early_stopping} epochs without improvement" if cfg.early_stopping else "off",
-                         cfg.epochs, dist.world, cfg.device, "64" if self.dtype == torch.float64 else "32")
-            else:
-                log.info("Optimizer %s, learning rate %g, %d structures per batch (%d per epoch), schedule %s, early "
-                         "stopping %s; %d epochs; %d process(es), device %s, float%s", cfg.optimizer,
-                         cfg.learning_rate, bs, -(-n_tr // bs), "none" if self.scheduler is None else cfg.lr_schedule,
-                         f"after {cfg.early_stopping} epochs without improvement" if cfg.early_stopping else "off",
-                         cfg.epochs, dist.world, cfg.device, "64" if self.dtype == torch.float64 else "32")
-            train, test, _ = self.evaluate()
-            rec = self._epoch_record(0, train, test, self.optimizer.param_groups[0]["lr"], 0.0)
-            self.history.append(rec)
-            self.best_loss = rec["loss_test"]
-            self.best_state = copy.deepcopy(self.pot.state_dict())
-            self._write_epoch_files(rec, fresh=True)
-            if dist.main:
-                self.write_weights(self.run_dir)
-        else:
-            log_section(f"TRAINING (resumed after epoch {self.start_epoch})")
-            self._rewrite_epoch_files()
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=cfg.epochs, initial=min(self.start_epoch, cfg.epochs), desc="train", unit="epoch",
-                       dynamic_ncols=True, file=sys.stderr)
+        self._start_or_resume()
+        bar = self._progress_bar()
         stopped_early = False
         train_global = np.array(self.split.train, dtype=np.int64)
-        n_tr = len(train_global)
-        epoch = self.start_epoch
         for epoch in range(self.start_epoch + 1, cfg.epochs + 1):
             t_ep = time.perf_counter()
-            if cfg.optimizer == "kalman" and epoch > cfg.kalman_warmup:
-                self.optimizer.epoch(epoch, self.history[-1]["train"])
-                self.step_count += self.optimizer.n_updates["energy"] + self.optimizer.n_updates["force"]
-            elif cfg.optimizer in ("lbfgs", "kalman"):  # kalman: hdnnp_kalman_warmup epochs of L-BFGS first
-                batch = [int(g) for g in train_global]
-
-                def closure():
-                    return torch.tensor(self._global_batch(batch, memo=True), dtype=torch.float64)
-
-                opt = self.optimizer if cfg.optimizer == "lbfgs" else self.optimizer.warmup
-                opt.step(closure)
-                self.step_count += 1
-            else:
-                perm = torch.randperm(n_tr, generator=self.generator).numpy()
-                bs = min(cfg.batch_size, n_tr)
-                full = bs >= n_tr
-                for i in range(0, n_tr, bs):
-                    batch = [int(g) for g in train_global[np.sort(perm[i:i + bs])]] if not full \
-                        else [int(g) for g in train_global]
-                    self._global_batch(batch, memo=full)
-                    self.optimizer.step()
-                    self.step_count += 1
-                    if self.sched_when == "step":
-                        self.scheduler.step()
+            self._update_weights(epoch, train_global)
             train, test, _ = self.evaluate()
             rec = self._epoch_record(epoch, train, test, self.optimizer.param_groups[0]["lr"],
                                      time.perf_counter() - t_ep)
             if not np.isfinite(rec["loss_train"]):
                 raise HDNNPError(f"training diverged in epoch {epoch} (loss {rec['loss_train']}); lower the learning "
                                  "rate (hdnnp_learning_rate) or the force_weight")
-            self.history.append(rec)
-            if self.sched_when == "epoch":
-                if cfg.lr_schedule == "plateau":
-                    self.scheduler.step(rec["loss_test"])
-                else:
-                    self.scheduler.step()
-            improved = rec["loss_test"] < self.best_loss
-            if improved:
-                self.best_loss, self.best_epoch = rec["loss_test"], epoch
-                self.best_state = copy.deepcopy(self.pot.state_dict())
-                self.bad_epochs = 0
-                if dist.main:
-                    self.write_weights(self.run_dir)
-            else:
-                self.bad_epochs += 1
-            self._write_epoch_files(rec, fresh=False)
-            last = epoch == cfg.epochs or (stop_after is not None and epoch >= stop_after)
-            if dist.main and (epoch % max(cfg.checkpoint_interval, 1) == 0 or last):
-                save_checkpoint(self.run_dir / CHECKPOINT_NAME, self._checkpoint_state(epoch))
-            if bar is not None:
-                known = el.startswith("meV")
-                post = {"loss": f"{rec['loss_train']:.3g}",
-                        f"E[{el}]" if known else "E/atom": f"{train['rmse_epa'] * ef:.3g}"}
-                if fu:
-                    post[f"F[{fl}]" if known else "F"] = f"{train['rmse_f'] * ff:.3g}"
-                post["val"] = f"{rec['loss_test']:.3g}"
-                bar.set_postfix(post, refresh=False)
-                bar.update(1)
+            self._end_of_epoch(rec, stop_after)
+            self._update_bar(bar, rec)
             if stop_after is not None and epoch >= stop_after:
                 break
             if cfg.early_stopping and self.bad_epochs >= cfg.early_stopping:
                 stopped_early = True
-                if dist.main and not (epoch % max(cfg.checkpoint_interval, 1) == 0 or last):
+                if self.dist.main and not self._checkpoint_due(epoch, stop_after):
                     save_checkpoint(self.run_dir / CHECKPOINT_NAME, self._checkpoint_state(epoch))
                 log.info("Early stopping after epoch %d: validation loss has not improved for %d epochs.",
                          epoch, cfg.early_stopping)
@@ -554,14 +453,126 @@ class Trainer:
         if bar is not None:
             bar.close()
         self.timings["epochs_s"] = time.perf_counter() - t_start
-        # best weights, final errors, plots
+        return self._finish(t_start, stopped_early)
+
+    def _start_or_resume(self) -> None:
+        """A fresh run: the TRAINING header and epoch 0 (errors of the initial weights, the first
+        files); a resumed one: the header and the epoch files rewritten from the history."""
+        cfg, dist = self.cfg, self.dist
+        if self.start_epoch > 0:
+            log_section(f"TRAINING (resumed after epoch {self.start_epoch})")
+            if self.dist.main:
+                self.files.rewrite(self.history)
+            return
+        log_section("TRAINING")
+        n_tr = len(self.split.train)
+        bs = n_tr if cfg.optimizer in ("lbfgs", "kalman") else min(cfg.batch_size, n_tr)
+        stopping = f"after {cfg.early_stopping} epochs without improvement" if cfg.early_stopping else "off"
+        precision = "64" if self.dtype == torch.float64 else "32"
+        if cfg.optimizer == "kalman":
+            log.info("Optimizer kalman (n2p2's Kalman filter, eta %g); early stopping %s; %d epochs; %d "
+                     "process(es), device %s, float%s", self.optimizer.kf.eta, stopping, cfg.epochs, dist.world,
+                     cfg.device, precision)
+        else:
+            log.info("Optimizer %s, learning rate %g, %d structures per batch (%d per epoch), schedule %s, early "
+                     "stopping %s; %d epochs; %d process(es), device %s, float%s", cfg.optimizer,
+                     cfg.learning_rate, bs, -(-n_tr // bs), "none" if self.scheduler is None else cfg.lr_schedule,
+                     stopping, cfg.epochs, dist.world, cfg.device, precision)
+        train, test, _ = self.evaluate()
+        rec = self._epoch_record(0, train, test, self.optimizer.param_groups[0]["lr"], 0.0)
+        self.history.append(rec)
+        self.best_loss = rec["loss_test"]
+        self.best_state = copy.deepcopy(self.pot.state_dict())
+        self._write_epoch_files(rec, fresh=True)
+        if dist.main:
+            self.write_weights(self.run_dir)
+
+    def _update_weights(self, epoch: int, train_global: np.ndarray) -> None:
+        """One epoch of weight updates: the Kalman filter, one L-BFGS step on the whole training set
+        (also the Kalman warm-up), or shuffled minibatches of a gradient optimizer."""
+        cfg = self.cfg
+        n_tr = len(train_global)
+        if cfg.optimizer == "kalman" and epoch > cfg.kalman_warmup:
+            self.optimizer.epoch(epoch, self.history[-1]["train"])
+            self.step_count += self.optimizer.n_updates["energy"] + self.optimizer.n_updates["force"]
+        elif cfg.optimizer in ("lbfgs", "kalman"):  # kalman: hdnnp_kalman_warmup epochs of L-BFGS first
+            batch = [int(g) for g in train_global]
+
+            def closure():
+                return torch.tensor(self._global_batch(batch, memo=True), dtype=torch.float64)
+
+            opt = self.optimizer if cfg.optimizer == "lbfgs" else self.optimizer.warmup
+            opt.step(closure)
+            self.step_count += 1
+        else:
+            perm = torch.randperm(n_tr, generator=self.generator).numpy()
+            bs = min(cfg.batch_size, n_tr)
+            full = bs >= n_tr
+            for i in range(0, n_tr, bs):
+                batch = [int(g) for g in train_global[np.sort(perm[i:i + bs])]] if not full \
+                    else [int(g) for g in train_global]
+                self._global_batch(batch, memo=full)
+                self.optimizer.step()
+                self.step_count += 1
+                if self.sched_when == "step":
+                    self.scheduler.step()
+
+    def _checkpoint_due(self, epoch: int, stop_after: int | None) -> bool:
+        last = epoch == self.cfg.epochs or (stop_after is not None and epoch >= stop_after)
+        return epoch % max(self.cfg.checkpoint_interval, 1) == 0 or last
+
+    def _end_of_epoch(self, rec: dict, stop_after: int | None) -> None:
+        """History, LR schedule, best weights (written to the run directory), epoch files, checkpoint."""
+        epoch = rec["epoch"]
+        self.history.append(rec)
+        if self.sched_when == "epoch":
+            if self.cfg.lr_schedule == "plateau":
+                self.scheduler.step(rec["loss_test"])
+            else:
+                self.scheduler.step()
+        if rec["loss_test"] < self.best_loss:
+            self.best_loss, self.best_epoch = rec["loss_test"], epoch
+            self.best_state = copy.deepcopy(self.pot.state_dict())
+            self.bad_epochs = 0
+            if self.dist.main:
+                self.write_weights(self.run_dir)
+        else:
+            self.bad_epochs += 1
+        self._write_epoch_files(rec, fresh=False)
+        if self.dist.main and self._checkpoint_due(epoch, stop_after):
+            save_checkpoint(self.run_dir / CHECKPOINT_NAME, self._checkpoint_state(epoch))
+
+    def _progress_bar(self):
+        if not self.progress:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.cfg.epochs, initial=min(self.start_epoch, self.cfg.epochs), desc="train",
+                    unit="epoch", dynamic_ncols=True, file=sys.stderr)
+
+    def _update_bar(self, bar, rec: dict) -> None:
+        if bar is None:
+            return
+        el, fl, ef, ff = self.labels
+        train = rec["train"]
+        known = el.startswith("meV")
+        post = {"loss": f"{rec['loss_train']:.3g}", f"E[{el}]" if known else "E/atom": f"{train['rmse_epa'] * ef:.3g}"}
+        if self.cfg.use_forces:
+            post[f"F[{fl}]" if known else "F"] = f"{train['rmse_f'] * ff:.3g}"
+        post["val"] = f"{rec['loss_test']:.3g}"
+        bar.set_postfix(post, refresh=False)
+        bar.update(1)
+
+    def _finish(self, t_start: float, stopped_early: bool) -> TrainResult:
+        """Best weights, final errors, plots, the RESULTS block and the result."""
+        el, fl, ef, ff = self.labels
         t_fin = time.perf_counter()
         self.pot.load_state_dict(self.best_state)
         train, test, pred = self.evaluate(collect=True)
-        if dist.main:
+        if self.dist.main:
             self.write_weights(self.run_dir)
             t_plot = time.perf_counter()
-            self._final_outputs(pred)
+            self.files.final_plots(self.history, pred)
             self.timings["plots_s"] = time.perf_counter() - t_plot
         self.timings["final_s"] = time.perf_counter() - t_fin
         self.timings["train_s"] = time.perf_counter() - t_start
@@ -569,7 +580,7 @@ class Trainer:
         log_section("RESULTS")
         log.info("Best epoch %d (validation loss %.6g); weights written to %s", self.best_epoch, self.best_loss,
                  self.run_dir)
-        log.info("%s", M.write_table(train, test, el, fl if fu else None, ef, ff))
+        log.info("%s", M.write_table(train, test, el, fl if self.cfg.use_forces else None, ef, ff))
         log_section_end()
         c = self.cache
         mem = c.memory_bytes()
@@ -578,20 +589,3 @@ class Trainer:
                       "budget_bytes": c.memory_budget, "max_cols": c.max_cols, "d_dtype": str(c.d_dtype)}
         return TrainResult(self.run_dir, self.pot, self.best_epoch, train, test, self.history,
                            time.perf_counter() - t_start, dict(self.timings), stopped_early, cache_info)
-
-    def _final_outputs(self, pred: dict) -> None:
-        from hdnnp.training import plots
-
-        el, fl, ef, ff = self.labels
-        fu = self.cfg.use_forces
-        d = self.run_dir
-        try:
-            plots.plot_loss(self.history, d / "loss.png")
-            plots.plot_learning_curves(self.history, d / "learning-curves.png", el, fl if fu else None, ef, ff)
-            scaled = {name: {"e_ref": p["e_ref"] * ef, "e_pred": p["e_pred"] * ef,
-                             "f_ref": p["f_ref"] * ff if fu else None, "f_pred": p["f_pred"] * ff if fu else None}
-                      for name, p in pred.items()}
-            plots.plot_parity(scaled, d / "parity.png", el, fl if fu else None, seed=self.cfg.seed)
-        except Exception as exc:  # noqa: BLE001 - a plotting failure must not lose a finished run
-            warnings.warn(f"could not write plots: {exc}", stacklevel=2)
-

@@ -74,7 +74,7 @@ def run_norm(args: argparse.Namespace) -> int:
     from hdnnp.io.input_nn import Settings
     from hdnnp.io.n2p2_data import read_input_data
     from hdnnp.model.topology import atom_energy_offsets
-    from hdnnp.training.statistics import apply_normalization, energy_normalization, normalization_log
+    from hdnnp.training.statistics import energy_normalization, normalization_log, normalized_settings
 
     out = Path(args.output)
     _refuse(out, args.overwrite)
@@ -93,7 +93,6 @@ def run_norm(args: argparse.Namespace) -> int:
             raise HDNNPError(f"{args.input_data}: structure {k + 1} has a non-finite reference energy or force")
     norm = energy_normalization(structures, offsets, elements)
     log.info("%s", normalization_log(norm).rstrip())
-    apply_normalization(settings, norm)
-    settings.write(out)
+    normalized_settings(settings, norm).write(out)
     log.info("normalised settings written to %s", out)
     return 0

@@ -24,15 +24,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:n] (default cpu)")
     p.add_argument("--epochs", type=int, help="number of epochs (with --resume: the new total)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
-    p.add_argument("--optimizer", choices=["adam", "sgd", "adagrad", "rmsprop", "lbfgs", "kalman"],
-                   help="override the optimizer (hdnnp_optimizer; kalman: n2p2's Kalman filter, kalman_* keywords)")
-    p.add_argument("--learning-rate", type=float, help="override the learning rate")
-    p.add_argument("--batch-size", type=int, help="structures per optimizer step")
-    p.add_argument("--force-weight", type=float, help="weight of the force term of the loss")
-    p.add_argument("--seed", type=int, help="random seed (split, initial weights, batch order)")
-    p.add_argument("--cache-memory-gb", type=float, help="memory for cached symmetry-function derivatives "
-                                                          "(default: half the available memory)")
-    p.add_argument("--cache-dtype", choices=["float64", "float32"], help="storage type of cached derivatives")
+    from hdnnp.training.config import add_cli_options
+
+    add_cli_options(p)  # the keyword options (--optimizer, --learning-rate, ...) from training.config.KEYWORDS
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--stage", choices=("1", "2", "both"), default=None,
                    help="4G-HDNNP (nnp_generation 4), n2p2's two stages: 1 = chi networks and hardness on the "
@@ -58,11 +52,9 @@ def run(args: argparse.Namespace) -> int:
     check_finite_option("--cache-memory-gb", args.cache_memory_gb, nonnegative=True)
     if args.stage is not None:
         return _run_fourg_stage(args)
-    overrides = {
-        "optimizer": args.optimizer, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
-        "force_weight": args.force_weight, "seed": args.seed, "cache_memory_gb": args.cache_memory_gb,
-        "cache_dtype": args.cache_dtype,
-    }
+    from hdnnp.training.config import cli_overrides
+
+    overrides = cli_overrides(args)
     if args.resume is not None:
         given = [k for k, v in overrides.items() if v is not None]
         if given:
