@@ -352,3 +352,29 @@ def test_threshold_selection_takes_last_tried_when_none_exceeds(errors, expected
     err, y, _ = KalmanTraining._next(stub, "force", 0)
     assert y == expected and err == errors[expected]
     assert stub.pos["force"][0] == (3 if expected == 2 else expected + 1)
+
+
+@pytest.mark.parametrize("m", [1, 3])
+@pytest.mark.parametrize("kind", ["shared", "independent", "fading"])
+def test_triangle_blas_update_equals_full_matrix_update(m, kind):
+    """The CPU float64 path keeps one triangle of P and uses BLAS dsymv/dsyr/dsyrk: the same filter as
+    the full-matrix path (torch), update after update (weights' changes and P)."""
+    rng = np.random.default_rng(3)
+    n = 40
+    blocks = [torch.arange(0, 25), torch.arange(25, 40)]
+    kp = KalmanParameters(type=1 if kind == "fading" else 0, epsilon=0.02, q0=0.01, qtau=2.302, qmin=1e-6,
+                          eta=0.01, etatau=2.302, etamax=1.0)
+    tri = KalmanFilter(blocks, kp, updates_per_epoch=7)
+    full = KalmanFilter(blocks, kp, updates_per_epoch=7)
+    full.triangle = False
+    assert tri.triangle
+    for _ in range(30):
+        H = torch.from_numpy(rng.normal(size=(n, m)))
+        xi = torch.from_numpy(rng.normal(size=m))
+        if kind == "independent":
+            xi = [xi * 0.3, xi * 0.7]
+        dw_t, dw_f = tri.update(xi, H), full.update(xi, H)
+        np.testing.assert_allclose(dw_t.numpy(), dw_f.numpy(), rtol=1e-10, atol=1e-13)
+    for Pt, Pf in zip(tri.P, full.P):
+        np.testing.assert_allclose(Pt.numpy(), Pf.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_array_equal(Pt.numpy(), Pt.numpy().T)
