@@ -160,20 +160,20 @@ def test_weight_blocks_partition_the_weights():
 
 
 # ------------------------------------------------------------------ training
-def test_updater_type_1_default_is_lbfgs_and_kalman_is_one_keyword(kcase):
-    """updater_type 1 alone trains with L-BFGS (the measured winner, README); hdnnp_optimizer kalman gives n2p2's
-    filter."""
+def test_updater_type_1_default_is_kalman_and_lbfgs_is_one_keyword(kcase):
+    """updater_type 1 alone trains with n2p2's Kalman filter (README); hdnnp_optimizer lbfgs gives L-BFGS."""
     from hdnnp.io.input_nn import Settings
     from hdnnp.training.config import config_from_settings
 
     text = (kcase / "input.nn").read_text().replace("hdnnp_optimizer kalman\n", "")
     cfg = config_from_settings(Settings.parse(text, "input.nn"), warn=False)
-    assert cfg.optimizer == "lbfgs" and cfg.split == "n2p2" and cfg.lbfgs_iterations == 40
-    cfg = config_from_settings(Settings.read(kcase / "input.nn"), warn=False)
-    assert cfg.optimizer == "kalman"
+    assert cfg.optimizer == "kalman" and cfg.split == "n2p2"
+    cfg = config_from_settings(Settings.parse(text + "hdnnp_optimizer lbfgs\n", "input.nn"), warn=False)
+    assert cfg.optimizer == "lbfgs" and cfg.lbfgs_iterations == 20
     (kcase / "input.nn").write_text(text)
     r = _train(kcase, epochs=1)
-    assert "updater_type 1 (Kalman filter): hdnnp trains with lbfgs" in (r.run_dir / "train.log").read_text()
+    log_text = (r.run_dir / "train.log").read_text()
+    assert "updater_type 1: n2p2's Kalman filter" in log_text and "Kalman filter: standard" in log_text
 
 
 def test_kalman_filter_learns(kcase):
