@@ -378,3 +378,13 @@ def test_triangle_blas_update_equals_full_matrix_update(m, kind):
     for Pt, Pf in zip(tri.P, full.P):
         np.testing.assert_allclose(Pt.numpy(), Pf.numpy(), rtol=1e-10, atol=1e-12)
         np.testing.assert_array_equal(Pt.numpy(), Pt.numpy().T)
+    # a checkpoint of the triangle filter resumes in a full-matrix one (e.g. moved to a GPU) and back
+    again = KalmanFilter(blocks, kp, updates_per_epoch=7)
+    again.triangle = False
+    again.load_state_dict(tri.state_dict())
+    for Pa, Pt in zip(again.P, tri.P):
+        np.testing.assert_array_equal(Pa.numpy(), Pt.numpy())
+    back = KalmanFilter(blocks, kp, updates_per_epoch=7)
+    back.load_state_dict(again.state_dict())
+    for Pb, Pt in zip(back.P, tri.P):
+        np.testing.assert_array_equal(Pb.numpy(), Pt.numpy())

@@ -179,15 +179,18 @@ class KalmanFilter:
             P.copy_(0.5 * (P + P.T))
 
     def state_dict(self) -> dict:
-        return {"P": [P.detach().cpu().clone() for P in self.P], "eta": self.eta, "q": self.q, "lam": self.lam,
+        return {"P": [P.detach().cpu().clone() for P in self._P], "P_upper_only": self.triangle, "eta": self.eta, "q": self.q, "lam": self.lam,
                 "gamma": self.gamma, "n_updates": self.n_updates, "qtau": self.qtau, "etatau": self.etatau,
                 "etamax": self.etamax}
 
     def load_state_dict(self, state: dict) -> None:
         if len(state["P"]) != len(self._P) or any(a.shape != b.shape for a, b in zip(state["P"], self._P)):
             raise SettingsError("checkpoint: the Kalman filter's blocks differ from this run's (P shapes)")
+        upper_only = bool(state.get("P_upper_only", False))
         for P, Q in zip(self._P, state["P"]):
             P.copy_(Q.to(P.device, P.dtype))
+            if upper_only and not self.triangle:  # written by the CPU triangle path: fill the lower triangle
+                P.copy_(torch.triu(P) + torch.triu(P, 1).T)
         for k in ("eta", "q", "lam", "gamma", "qtau", "etatau", "etamax"):
             setattr(self, k, float(state[k]))
         self.n_updates = int(state["n_updates"])
