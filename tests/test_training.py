@@ -299,7 +299,7 @@ def test_unsupported_keywords_warn_once(case):
                for m in msgs) == 1
     assert any("unknown keyword 'foo_bar' ignored" in m for m in msgs)
     assert not any("kalman_q0" in m or "updater_type" in m for m in msgs)
-    assert cfg.optimizer == "lbfgs" and cfg.kalman_q0 == 0.02 and cfg.force_weight == 2.0 and cfg.use_forces
+    assert cfg.optimizer == "kalman" and cfg.kalman_q0 == 0.02 and cfg.force_weight == 2.0 and cfg.use_forces
 
 
 # ------------------------------------------------------------------ bad input

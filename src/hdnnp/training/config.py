@@ -8,9 +8,9 @@ n2p2 keywords used
 ------------------
 ``epochs``, ``test_fraction``, ``random_seed``, ``use_short_forces``, ``force_weight``,
 ``updater_type`` 0 (gradient descent; ``gradient_type`` 0 -> SGD with ``gradient_eta``,
-1 -> Adam with ``gradient_adam_eta/beta1/beta2/epsilon``), ``updater_type`` 1 (n2p2's Kalman filter:
-trained with L-BFGS, 40 iterations per epoch, unless ``hdnnp_optimizer kalman`` asks for the filter;
-its ``kalman_*``, ``update_strategy``, ``jacobian_mode``, ``*_fraction``, ``force_energy_ratio``,
+1 -> Adam with ``gradient_adam_eta/beta1/beta2/epsilon``), ``updater_type`` 1 (n2p2's Kalman filter,
+unless ``hdnnp_optimizer`` asks for another optimizer; its ``kalman_*``, ``update_strategy``, ``jacobian_mode``,
+``*_fraction``, ``force_energy_ratio``,
 ``selection_mode*``, ``rmse_threshold*`` / ``short_*_error_threshold``, ``task_batch_size_*`` are read;
 see hdnnp.training.kalman_training), ``normalize_data_set``, ``weights_min``/``weights_max`` (uniform
 initial weights, then n2p2's Glorot-Bengio or, with ``nguyen_widrow_weights_short``, Nguyen-Widrow
@@ -74,8 +74,7 @@ UNSUPPORTED_TRAINING_KEYWORDS = {
 }
 
 #: what an input.nn with updater_type 1 (n2p2's Kalman filter) trains with unless hdnnp_optimizer says otherwise
-KALMAN_INPUT_DEFAULT = "lbfgs"
-KALMAN_INPUT_LBFGS_ITERATIONS = 40
+KALMAN_INPUT_DEFAULT = "kalman"
 OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop", "lbfgs", "kalman")
 SCHEDULES = ("none", "plateau", "exponential", "inverse_time")
 INITS = ("torch", "uniform", "random_uniform", "random_normal", "glorot_uniform", "glorot_normal",
@@ -384,13 +383,10 @@ def config_from_settings(settings: Settings, overrides: dict | None = None, warn
                                                                      f"(Adam), found {gtype}")
             src["optimizer"] = f"{_where(settings, 'updater_type')} updater_type 0"
         elif updater == 1:
-            # measured (README, bench/bench_kalman.py): full-batch L-BFGS reaches n2p2's Kalman-filter accuracy in a
-            # fraction of its time; n2p2's filter itself is hdnnp_optimizer kalman
+            # n2p2's Kalman filter (README, bench/bench_kalman.py: the same learning curve per epoch as nnp-train on
+            # examples/alho and H2O); hdnnp_optimizer lbfgs trains with full-batch L-BFGS instead
             cfg.optimizer = KALMAN_INPUT_DEFAULT
             src["optimizer"] = f"{_where(settings, 'updater_type')} updater_type 1"
-            # one n2p2 Kalman epoch is thousands of updates: 40 L-BFGS iterations per epoch (hdnnp_lbfgs_iterations)
-            if "hdnnp_optimizer" not in settings:
-                cfg.lbfgs_iterations = KALMAN_INPUT_LBFGS_ITERATIONS
         else:
             raise settings.error(settings.line("updater_type"), f"updater_type must be 0 (gradient descent) or 1 "
                                                                 f"(Kalman filter), found {updater}")

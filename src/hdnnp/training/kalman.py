@@ -28,7 +28,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+
+try:  # BLAS symmetric kernels (scipy comes with ASE): half of P's memory traffic per update on the CPU
+    from scipy.linalg import blas as _blas
+except ImportError:  # pragma: no cover - ASE requires scipy
+    _blas = None
 
 from hdnnp.errors import SettingsError
 
@@ -70,7 +76,10 @@ class KalmanFilter:
             raise SettingsError(f"kalman_epsilon must be > 0, found {params.epsilon}")
         self.params = params
         self.blocks = [b.to(device) for b in blocks]
-        self.P = [torch.eye(len(b), dtype=dtype, device=device) / params.epsilon for b in blocks]
+        self._P = [torch.eye(len(b), dtype=dtype, device=device) / params.epsilon for b in blocks]
+        # on the CPU in float64, P is kept in one triangle and updated with BLAS dsymv/dsyr/dsyrk (the
+        # other triangle is stale): the same arithmetic as the full update with half the memory traffic
+        self.triangle = _blas is not None and torch.device(device).type == "cpu" and dtype == torch.float64
         n = max(int(updates_per_epoch), 1)
         self.qtau = params.qtau / n
         if params.etatau is None:  # n2p2: without both keywords eta is constant
@@ -82,6 +91,17 @@ class KalmanFilter:
         self.lam = params.lambda_
         self.gamma = 1.0
         self.n_updates = 0
+
+    @property
+    def P(self) -> list[torch.Tensor]:
+        """The covariance blocks as full symmetric matrices (copies when one triangle is stored)."""
+        return [self._full(P) for P in self._P]
+
+    def _full(self, P: torch.Tensor) -> torch.Tensor:
+        if not self.triangle:
+            return P
+        up = torch.triu(P)
+        return up + up.T - torch.diag(P.diagonal())
 
     @staticmethod
     def memory_bytes(block_sizes: list[int], itemsize: int = 8) -> int:
@@ -95,23 +115,23 @@ class KalmanFilter:
         H : (n_w, m) Jacobian of the predictions with respect to the flat weights.
         """
         p = self.params
-        H = H.to(self.P[0].dtype)
+        H = H.to(self._P[0].dtype)
         dw = torch.zeros(H.shape[0], dtype=H.dtype, device=H.device)
         if p.type == 0 and self.eta < self.etamax:
             self.eta *= math.exp(self.etatau)
         r = 1.0 / self.eta if p.type == 0 else self.lam
         if isinstance(xi, (list, tuple)):  # independent filters (n2p2 update_strategy 1): one A per block
-            for idx, P, e in zip(self.blocks, self.P, xi):
+            for idx, P, e in zip(self.blocks, self._P, xi):
                 Hb = H[idx]
-                X = P @ Hb  # (n_b, m)
+                X = self._times(P, Hb)  # (n_b, m)
                 A = Hb.T @ X
                 A.diagonal().add_(r)
                 dw[idx] = self._correct(P, X, A, e.to(H.dtype))
         else:  # one filter with a block-diagonal P: A = Σ_b H_bᵀ P_b H_b + R is shared
-            Xs = [P @ H[idx] for idx, P in zip(self.blocks, self.P)]
+            Xs = [self._times(P, H[idx]) for idx, P in zip(self.blocks, self._P)]
             A = sum(H[idx].T @ X for idx, X in zip(self.blocks, Xs))
             A.diagonal().add_(r)
-            for idx, P, X in zip(self.blocks, self.P, Xs):
+            for idx, P, X in zip(self.blocks, self._P, Xs):
                 dw[idx] = self._correct(P, X, A, xi.to(H.dtype))
         if self.q > p.qmin:
             self.q *= math.exp(-self.qtau)
@@ -121,30 +141,56 @@ class KalmanFilter:
         self.n_updates += 1
         return dw
 
+    def _times(self, P: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
+        """P H (n_b, m) from the stored triangle of P (or all of P)."""
+        if not self.triangle:
+            return P @ H
+        # a C-ordered P is the Fortran-ordered Pᵀ: its upper triangle in C order is the "lower" one here
+        Pf = P.numpy().T
+        Hn = H.numpy()
+        if H.shape[1] == 1:
+            return torch.from_numpy(_blas.dsymv(1.0, Pf, Hn[:, 0], lower=1)[:, None])
+        return torch.from_numpy(_blas.dsymm(1.0, Pf, np.asfortranarray(Hn), side=0, lower=1))
+
     def _correct(self, P: torch.Tensor, X: torch.Tensor, A: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """K = X A⁻¹; P ← P − K Xᵀ (then /λ, + q I); returns K e."""
         K = torch.linalg.solve(A, X.T).T  # X A^-1 (A symmetric)
-        P.addmm_(K, X.T, alpha=-1.0)  # in place: no n_b x n_b temporary
+        if self.triangle:  # K Xᵀ = X A⁻¹ Xᵀ = Y Yᵀ with Y = X L⁻ᵀ, A = L Lᵀ: a symmetric rank-m update
+            Pf = P.numpy().T
+            if X.shape[1] == 1:
+                _blas.dsyr(-1.0 / float(A[0, 0]), X.numpy()[:, 0], a=Pf, lower=1, overwrite_a=1)
+            else:
+                L = torch.linalg.cholesky(A)
+                Y = torch.linalg.solve_triangular(L, X.T, upper=False).T  # X L^-T
+                _blas.dsyrk(-1.0, np.asfortranarray(Y.numpy()), beta=1.0, c=Pf, trans=0, lower=1, overwrite_c=1)
+        else:
+            P.addmm_(K, X.T, alpha=-1.0)  # in place: no n_b x n_b temporary
         if self.params.type == 1:
             P.mul_(1.0 / self.lam)
         P.diagonal().add_(self.q)
         return K @ e
 
     def symmetrize(self) -> None:
-        """P ← (P + Pᵀ)/2 (removes round-off asymmetry; n2p2 reads only the lower triangle)."""
-        for P in self.P:
+        """P ← (P + Pᵀ)/2 (removes round-off asymmetry; n2p2 reads only the lower triangle); nothing to do
+        when only one triangle is stored."""
+        if self.triangle:
+            return
+        for P in self._P:
             P.copy_(0.5 * (P + P.T))
 
     def state_dict(self) -> dict:
-        return {"P": [P.detach().cpu().clone() for P in self.P], "eta": self.eta, "q": self.q, "lam": self.lam,
+        return {"P": [P.detach().cpu().clone() for P in self._P], "P_upper_only": self.triangle, "eta": self.eta, "q": self.q, "lam": self.lam,
                 "gamma": self.gamma, "n_updates": self.n_updates, "qtau": self.qtau, "etatau": self.etatau,
                 "etamax": self.etamax}
 
     def load_state_dict(self, state: dict) -> None:
-        if len(state["P"]) != len(self.P) or any(a.shape != b.shape for a, b in zip(state["P"], self.P)):
+        if len(state["P"]) != len(self._P) or any(a.shape != b.shape for a, b in zip(state["P"], self._P)):
             raise SettingsError("checkpoint: the Kalman filter's blocks differ from this run's (P shapes)")
-        for P, Q in zip(self.P, state["P"]):
+        upper_only = bool(state.get("P_upper_only", False))
+        for P, Q in zip(self._P, state["P"]):
             P.copy_(Q.to(P.device, P.dtype))
+            if upper_only and not self.triangle:  # written by the CPU triangle path: fill the lower triangle
+                P.copy_(torch.triu(P) + torch.triu(P, 1).T)
         for k in ("eta", "q", "lam", "gamma", "qtau", "etatau", "etamax"):
             setattr(self, k, float(state[k]))
         self.n_updates = int(state["n_updates"])

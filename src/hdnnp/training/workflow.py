@@ -194,10 +194,9 @@ def _fresh_run(config, data, run_dir, epochs: int | None, overrides: dict, dist:
                  "settings)" if inputs.prototype else "")
         for msg in warn_msgs:  # one line each (train.log and the console), not also a UserWarning
             log.info("WARNING: %s", msg)
-        if cfg.sources.get("optimizer", "").endswith("updater_type 1") and cfg.optimizer != "kalman":
-            log.info("updater_type 1 (Kalman filter): hdnnp trains with %s, which reaches n2p2's Kalman accuracy "
-                     "sooner (README, Training); add 'hdnnp_optimizer kalman' for n2p2's Kalman filter",
-                     cfg.optimizer)
+        if cfg.sources.get("optimizer", "").endswith("updater_type 1") and cfg.optimizer == "kalman":
+            log.info("updater_type 1: n2p2's Kalman filter (add 'hdnnp_optimizer lbfgs' for full-batch L-BFGS, "
+                     "often faster on small data sets: README, Training)")
         log_section_end()
         trainer = Trainer(settings, cfg, structures, inputs.data_path, run_dir, dist, progress, force_backend)
         try:
