@@ -1,4 +1,4 @@
-"""Imports flow one way: data -> descriptors -> model -> training/dynamics -> interfaces."""
+"""Imports flow one way: data -> descriptors -> model -> training/dynamics -> sampling -> interfaces."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "hdnnp"
 LAYERS = {
     "units": 0, "errors": 0, "structure": 0, "io": 0, "neighbors": 1, "descriptors": 1,
-    "model": 2, "testing": 3, "training": 3, "dynamics": 3, "sampling": 3, "interfaces": 4, "ase": 4, "cli": 4,
+    "model": 2, "testing": 3, "training": 3, "dynamics": 3, "sampling": 4, "interfaces": 5, "ase": 5, "cli": 5,
 }
 
 
@@ -37,3 +37,9 @@ def test_imports_flow_one_way():
                 if lay is not None and lay > own:
                     bad.append(f"{rel}: imports {name}")
     assert not bad, "imports against the pipeline direction:\n" + "\n".join(bad)
+
+
+def test_every_top_level_module_has_a_layer():
+    names = {p.stem if p.is_file() else p.name for p in SRC.iterdir()
+             if (p.suffix == ".py" and p.stem != "__init__") or (p.is_dir() and (p / "__init__.py").exists())}
+    assert names <= set(LAYERS), f"modules without a layer in LAYERS: {sorted(names - set(LAYERS))}"
