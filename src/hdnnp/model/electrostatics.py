@@ -323,9 +323,14 @@ class Electrostatics(torch.nn.Module):
 
     def _reciprocal(self, pos, cell, ewald: EwaldParameters):
         """k-vectors (K, 3) of n2p2's half sphere and weights ck (K,) (x2 for the other half)."""
-        k = 1.0 / self.four_pi_eps
         M = torch.as_tensor(kspace_integer_vectors(cell.detach().cpu().numpy(), ewald.k_cut),
                             dtype=pos.dtype, device=pos.device)
+        return self.reciprocal_from_integers(M, cell, ewald)
+
+    def reciprocal_from_integers(self, M, cell, ewald: EwaldParameters):
+        """k-vectors kv (K, 3) = M @ (2 pi inv(cell).T) and weights ck (K,) for integer triples M (K, 3)
+        (a subset of the half sphere: the reciprocal sum is a sum over k, so it can run in chunks)."""
+        k = 1.0 / self.four_pi_eps
         kv = M @ (2.0 * math.pi * torch.linalg.inv(cell).T)
         k2 = (kv * kv).sum(1)
         volume = torch.abs(torch.linalg.det(cell))
