@@ -127,3 +127,39 @@ def test_keyword(tmp_path, value, ok):
         Potential.from_n2p2(d)
     msg = str(err.value)
     assert f"input.nn:{lineno}" in msg and "hdnnp_qeq_solver" in msg and "\n" not in msg
+
+
+def test_scaled_ewald_is_within_the_ewald_precision():
+    """hdnnp_ewald_parameters scaled: a smaller splitting width (r_c bounded), forces within ewald_prec
+    (1e-5 Ha/Bohr for this potential) of the converged Ewald sum, as n2p2's own parameters are."""
+    pot = potential("H2O_RPBE-D3_4G")
+    s = read_input_data(DATA / "potentials" / "H2O_RPBE-D3_4G" / "input.data")[0]
+    try:
+        pot.ewald_converged = True
+        conv = pot.compute(s)
+        pot.ewald_converged = False
+        pot.qeq_solver, pot.ewald_scaled = "cg", True
+        scaled = pot.compute(s)
+        pot.qeq_solver = "dense"
+        scaled_dense = pot.compute(s)
+    finally:
+        pot.qeq_solver, pot.ewald_scaled, pot.ewald_converged = "auto", False, False
+    n2p2 = read_input_data(DATA / "predict" / "H2O_RPBE-D3_4G" / "output.data")[0]
+    assert scaled.ewald.r_cut < 0.5 * 35.6826886444  # n2p2's r_c for this box (log-excerpt.txt)
+    assert_same(scaled_dense, scaled)
+    assert np.abs(scaled.forces - conv.forces).max() < 1e-5
+    assert np.abs(n2p2.forces - conv.forces).max() < 1e-5
+    assert abs(scaled.energy - conv.energy) / len(s) < 1e-5
+
+
+@pytest.mark.parametrize("value,ok", [("scaled", True), ("n2p2", True), ("fast", False)])
+def test_ewald_keyword(tmp_path, value, ok):
+    d = tmp_path / "pot"
+    shutil.copytree(DATA / "potentials" / "Carbon_chain_4G", d)
+    text = (d / "input.nn").read_text()
+    (d / "input.nn").write_text(text + f"hdnnp_ewald_parameters {value}\n")
+    if ok:
+        assert Potential.from_n2p2(d).ewald_scaled == (value == "scaled")
+        return
+    with pytest.raises(ReadError, match=rf"input.nn:{len((text + 'x').splitlines())}: hdnnp_ewald_parameters"):
+        Potential.from_n2p2(d)

@@ -47,16 +47,20 @@ def ewald_parameters(pot, structure, converged: bool = False) -> EwaldParameters
     if structure.cell is None:
         return None
     _, cl, _ = units(pot)
-    return pot.electrostatics.ewald_parameters(np.asarray(structure.cell) * cl, len(structure), converged)
+    return pot.electrostatics.ewald_parameters(np.asarray(structure.cell) * cl, len(structure), converged,
+                                               getattr(pot, "ewald_scaled", False))
 
 
-def image_pairs(pot, positions_n: torch.Tensor, cell_n: torch.Tensor | None, ewald: EwaldParameters | None):
-    """``ImagePairs`` within max(r_c, r_out) for wrapped positions and cell in the computation's units."""
+def image_pairs(pot, positions_n: torch.Tensor, cell_n: torch.Tensor | None, ewald: EwaldParameters | None,
+                solver: str = "dense"):
+    """``ImagePairs`` (``VesinPairs`` for the CG solver: a cell list) within max(r_c, r_out) for wrapped
+    positions and cell in the computation's units."""
     if cell_n is None:
         return None
-    from hdnnp.model.ewald_pairs import ImagePairs
+    from hdnnp.model.ewald_pairs import ImagePairs, VesinPairs
 
-    return ImagePairs(positions_n, cell_n, max(ewald.r_cut, pot.electrostatics.pair_cutoff))
+    cls = VesinPairs if solver == "cg" else ImagePairs
+    return cls(positions_n, cell_n, max(ewald.r_cut, pot.electrostatics.pair_cutoff))
 
 
 def _chi_and_inputs(pot, G: torch.Tensor, species: torch.Tensor):
@@ -117,7 +121,7 @@ def fourg_energy_surrogate(pot, G, species, positions, cell, total_charge, ewald
         atomic_box["a"] = _short_atomic(pot, x_scaled, Q)
         return atomic_box["a"].sum()
 
-    pairs = image_pairs(pot, positions * cl, cell_n, ewald)
+    pairs = image_pairs(pot, positions * cl, cell_n, ewald, solver)
     if solver == "cg":
         from hdnnp.model.qeq_cg import energy_and_surrogate_cg
 

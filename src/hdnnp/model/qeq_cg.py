@@ -22,6 +22,9 @@ structure factors per k-chunk), never through the CG iterations.
 
 Solver choice: ``hdnnp_qeq_solver dense|cg|auto`` in input.nn (an hdnnp keyword; n2p2 ignores it),
 ``hdnnp predict/md --qeq-solver``; auto = dense up to ``AUTO_DENSE_MAX_ATOMS`` atoms, CG above.
+With n2p2's Ewald parameters the real-space cutoff grows as V^(1/3), so the pair count (and CG's
+time) stays O(N^2); ``hdnnp_ewald_parameters scaled`` (``--ewald-parameters scaled``) keeps r_c
+bounded (O(N^1.5)) at the price of n2p2 parity (differences within the Ewald precision).
 Units: those of the computation (n2p2's normalised units when the potential uses normalisation).
 """
 
@@ -33,6 +36,8 @@ import torch
 
 SQRT_PI = math.sqrt(math.pi)
 QEQ_SOLVERS = ("auto", "dense", "cg")
+#: ``hdnnp_ewald_parameters``: n2p2's Ewald width (default, parity) or one scaled for large cells
+EWALD_CHOICES = ("n2p2", "scaled")
 #: auto: the dense solve up to this many atoms (measured cross-over, README 4G section), CG above
 AUTO_DENSE_MAX_ATOMS = 1000
 #: relative residual |A x - b| / |b| at which CG stops (energies agree with the dense solve to ~1e-13)
@@ -62,6 +67,19 @@ def solver_from_settings(settings) -> str:
         found = " ".join(line.values) or "nothing"
         raise settings.error(line, f"hdnnp_qeq_solver: expected one of {', '.join(QEQ_SOLVERS)}, found {found!r}")
     return line.values[0].lower()
+
+
+def ewald_scaled_from_settings(settings) -> bool:
+    """``hdnnp_ewald_parameters n2p2|scaled`` of input.nn (default n2p2): True for scaled
+    (``EwaldSetup.parameters``); a bad value is a ReadError with file:line."""
+    line = settings.line("hdnnp_ewald_parameters")
+    if line is None:
+        return False
+    if len(line.values) != 1 or line.values[0].lower() not in EWALD_CHOICES:
+        found = " ".join(line.values) or "nothing"
+        raise settings.error(line, f"hdnnp_ewald_parameters: expected one of {', '.join(EWALD_CHOICES)}, "
+                                   f"found {found!r}")
+    return line.values[0].lower() == "scaled"
 
 
 def resolve_solver(name: str, n_atoms: int) -> str:
