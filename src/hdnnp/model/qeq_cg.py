@@ -121,7 +121,8 @@ class QeqOperator:
             a, keep = self._pair_values(i, j, S)
             r_i, r_j, r_S = elec._screened(self._r(i, j, S), i, j, S)[1:]
             scr.append((r_i, r_j, r_S))
-            i, j, a = i[keep], j[keep], a[keep]
+            if not bool(keep.all()):
+                i, j, a = i[keep], j[keep], a[keep]
             self_img = i == j
             if bool(self_img.any()):
                 full_diag.index_add_(0, i[self_img], 2.0 * a[self_img])
@@ -157,8 +158,8 @@ class QeqOperator:
             yield from self.stored
             return
         for i, j, S in self.chunks():
-            a, keep = self._pair_values(i, j, S)
-            yield i[keep], j[keep], a[keep]
+            a, _ = self._pair_values(i, j, S)
+            yield i, j, a  # a = 0 beyond r_c
 
     def _k_blocks(self):
         """(cos, sin, ck) per k-chunk: (n, kc), (n, kc), (kc,)."""
