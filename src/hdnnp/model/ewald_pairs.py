@@ -110,13 +110,13 @@ class VesinPairs:
     (float64) and kept on the positions' device; ``chunks`` yields slices of ``chunk`` pairs.
     """
 
-    def __init__(self, positions: torch.Tensor, cell: torch.Tensor, cutoff: float, chunk: int = 2 ** 22):
+    def __init__(self, positions: torch.Tensor, cell: torch.Tensor, cutoff: float, chunk: int = 2 ** 20):
         from vesin import NeighborList
 
         dev = positions.device
         pos = positions.detach().to("cpu", torch.float64).numpy()
         box = cell.detach().to("cpu", torch.float64).numpy()
-        i, j, S = NeighborList(cutoff=float(cutoff), full_list=False).compute(
+        i, j, S = NeighborList(cutoff=float(cutoff), full_list=False, sorted=True).compute(
             points=pos, box=box, periodic=True, quantities="ijS")
         self.i = torch.as_tensor(i.astype(np.int64), device=dev)
         self.j = torch.as_tensor(j.astype(np.int64), device=dev)

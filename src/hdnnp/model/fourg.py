@@ -53,14 +53,17 @@ def ewald_parameters(pot, structure, converged: bool = False) -> EwaldParameters
 
 def image_pairs(pot, positions_n: torch.Tensor, cell_n: torch.Tensor | None, ewald: EwaldParameters | None,
                 solver: str = "dense"):
-    """``ImagePairs`` (``VesinPairs`` for the CG solver: a cell list) within max(r_c, r_out) for wrapped
-    positions and cell in the computation's units."""
+    """``ImagePairs`` within max(r_c, r_out) for wrapped positions and cell in the computation's units;
+    for the CG solver ``VesinPairs`` (a cell list) when the cutoff sphere is smaller than half the cell
+    (with n2p2's Ewald parameters it is larger than the cell: the blocked all-pairs generation is faster)."""
     if cell_n is None:
         return None
     from hdnnp.model.ewald_pairs import ImagePairs, VesinPairs
 
-    cls = VesinPairs if solver == "cg" else ImagePairs
-    return cls(positions_n, cell_n, max(ewald.r_cut, pot.electrostatics.pair_cutoff))
+    cutoff = max(ewald.r_cut, pot.electrostatics.pair_cutoff)
+    sparse = 4.0 / 3.0 * np.pi * cutoff ** 3 < 0.5 * abs(float(torch.linalg.det(cell_n.detach())))
+    cls = VesinPairs if solver == "cg" and sparse else ImagePairs
+    return cls(positions_n, cell_n, cutoff)
 
 
 def _chi_and_inputs(pot, G: torch.Tensor, species: torch.Tensor):

@@ -3,9 +3,10 @@
 The dense path (``Electrostatics.energy_and_surrogate``) builds the N x N Qeq matrix A and solves
 the bordered system with an LU factorisation: O(N^2) memory, O(N^3) time. Here A is an operator:
 
-* real space: the Ewald (periodic) or erf (molecule) pair terms a_ij over the half list of pairs,
-  stored once as (i, j, a) when they fit (``MAX_STORED_PAIRS``), else regenerated chunk by chunk
-  at every product (memory O(block x N));
+* real space: the Ewald (periodic) or erf (molecule) pair terms a_ij over the half list of pairs
+  (periodic: vesin's cell list, ``ewald_pairs.VesinPairs``), stored once as a symmetric sparse CSR
+  matrix when they fit (``MAX_STORED_PAIRS``), else regenerated chunk by chunk at every product
+  (memory O(block x N));
 * reciprocal space: structure factors C_k = sum_j cos(k.r_j) x_j, S_k = sum_j sin(k.r_j) x_j, chunked
   over k; cos/sin(k.r) kept when N x N_k fits (``MAX_STORED_PHASES``), else recomputed per chunk;
 * diagonal: hardness J, the Gaussian self term and the Ewald self term.
@@ -43,7 +44,7 @@ AUTO_DENSE_MAX_ATOMS = 1000
 #: relative residual |A x - b| / |b| at which CG stops (energies agree with the dense solve to ~1e-13)
 CG_RTOL = 1e-13
 CG_MAX_ITER = 5000
-#: real-space pairs stored for the products (about 24 bytes each); above: regenerated per product
+#: real-space pairs stored for the products (CSR, both triangles: 32 bytes each); above: regenerated per product
 MAX_STORED_PAIRS = 2 ** 26
 #: cos/sin(k.r) elements kept (2 x 8 bytes each); above: recomputed per k-chunk and product
 MAX_STORED_PHASES = 2 ** 26
@@ -118,9 +119,8 @@ class QeqOperator:
         full_diag = self.diag.clone()
         stored, scr, count = [], [], 0
         for i, j, S in chunks():
-            a, keep = self._pair_values(i, j, S)
-            r_i, r_j, r_S = elec._screened(self._r(i, j, S), i, j, S)[1:]
-            scr.append((r_i, r_j, r_S))
+            r, a, keep = self._pair_values(i, j, S)
+            scr.append(elec._screened(r, i, j, S)[1:])
             if not bool(keep.all()):
                 i, j, a = i[keep], j[keep], a[keep]
             self_img = i == j
@@ -129,8 +129,8 @@ class QeqOperator:
             count += len(a)
             if stored is not None:
                 stored = stored + [(i, j, a)] if count <= MAX_STORED_PAIRS else None
-        self.stored = stored
         self.n_pairs = count
+        self.csr = None if stored is None else _symmetric_csr(stored, n)
         self.si = torch.cat([t[0] for t in scr]) if scr else torch.zeros(0, dtype=torch.int64, device=pos.device)
         self.sj = torch.cat([t[1] for t in scr]) if scr else self.si
         self.sS = None if cell is None else torch.cat([t[2] for t in scr])
@@ -144,22 +144,11 @@ class QeqOperator:
         self.inv_diag = 1.0 / full_diag
         self.iterations = 0
 
-    def _r(self, i, j, S):
-        return self.elec._geometry(self.species, self.pos, self.cell, i, j, S)[0]
-
     def _pair_values(self, i, j, S):
-        """(a, keep): A_ij shares of a chunk and the mask of non-zero ones (periodic: r <= r_c)."""
+        """(r, a, keep): distances, A_ij shares of a chunk and the mask of non-zero ones (periodic: r <= r_c)."""
         r, g = self.elec._geometry(self.species, self.pos, self.cell, i, j, S)
         a = self.elec._real_a(r, g, self.ewald)
-        return a, a != 0.0
-
-    def _real_blocks(self):
-        if self.stored is not None:
-            yield from self.stored
-            return
-        for i, j, S in self.chunks():
-            a, _ = self._pair_values(i, j, S)
-            yield i, j, a  # a = 0 beyond r_c
+        return r, a, a != 0.0
 
     def _k_blocks(self):
         """(cos, sin, ck) per k-chunk: (n, kc), (n, kc), (kc,)."""
@@ -175,9 +164,13 @@ class QeqOperator:
     def matvec(self, X: torch.Tensor) -> torch.Tensor:
         """A @ X for X (n, m)."""
         Y = self.diag[:, None] * X
-        for i, j, a in self._real_blocks():
-            Y.index_add_(0, i, a[:, None] * X[j])
-            Y.index_add_(0, j, a[:, None] * X[i])
+        if self.csr is not None:
+            Y += self.csr @ X
+        else:  # pairs regenerated chunk by chunk (a = 0 beyond r_c)
+            for i, j, S in self.chunks():
+                a = self._pair_values(i, j, S)[1]
+                Y.index_add_(0, i, a[:, None] * X[j])
+                Y.index_add_(0, j, a[:, None] * X[i])
         if self.ck is not None:
             for c, s, ck in self._k_blocks():
                 Y += c @ (ck[:, None] * (c.T @ X)) + s @ (ck[:, None] * (s.T @ X))
@@ -215,6 +208,22 @@ class QeqOperator:
         return X
 
 
+def _symmetric_csr(blocks, n: int) -> torch.Tensor:
+    """The real-space part of A as an (n, n) CSR matrix from half-list blocks (i, j, a): both
+    (i, j) and (j, i) entries (a self-image pair, i == j, adds 2a to A_ii); duplicates are summed."""
+    i = torch.cat([b[0] for b in blocks] + [b[1] for b in blocks])
+    j = torch.cat([b[1] for b in blocks] + [b[0] for b in blocks])
+    a = torch.cat([b[2] for b in blocks] * 2)
+    order = torch.argsort(i)
+    crow = torch.zeros(n + 1, dtype=torch.int64, device=i.device)
+    crow[1:] = torch.cumsum(torch.bincount(i, minlength=n), 0)
+    import warnings
+
+    with warnings.catch_warnings():  # "sparse CSR support is in beta state"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, j[order], a[order], (n, n))
+
+
 def energy_and_surrogate_cg(elec, chi, species, positions, cell, total_charge, pairs, ewald, short_energy,
                             gradient: bool = True):
     """``Electrostatics.energy_and_surrogate`` with the matrix-free operator and CG (same arguments
@@ -242,7 +251,7 @@ def energy_and_surrogate_cg(elec, chi, species, positions, cell, total_charge, p
         AQ = op.matvec(Qv[:, None])[:, 0]
         phi = elec._phi(*elec._geometry(species, pos_d, cell_d, op.si, op.sj, op.sS))
     t0 = _tick("  qeq_cg_solve", t0)
-    elec.last_cg = {"iterations": op.iterations, "pairs": op.n_pairs, "stored": op.stored is not None,
+    elec.last_cg = {"iterations": op.iterations, "pairs": op.n_pairs, "stored": op.csr is not None,
                     "k_vectors": 0 if op.ck is None else len(op.ck)}
     Q = Qv.clone().requires_grad_(True)
     si, sj = op.si, op.sj
