@@ -163,3 +163,36 @@ def test_ewald_keyword(tmp_path, value, ok):
         return
     with pytest.raises(ReadError, match=rf"input.nn:{len((text + 'x').splitlines())}: hdnnp_ewald_parameters"):
         Potential.from_n2p2(d)
+
+
+def test_ase_calculator_uses_the_chosen_solver():
+    """The calculator (and hdnnp md, same force field) run Potential.compute, so the solver applies."""
+    from hdnnp.interfaces.ase_calculator import HDNNPCalculator
+
+    pot = Potential.from_n2p2(DATA / "potentials" / "H2O_RPBE-D3_4G")
+    s = read_input_data(DATA / "dataset" / "H2O_RPBE-D3_4G" / "input.data")[3]
+    out = {}
+    for solver in ("dense", "cg"):
+        pot.qeq_solver = solver
+        pot.electrostatics.last_cg = None
+        atoms = s.to_ase()
+        atoms.set_initial_charges(np.zeros(len(atoms)))  # total charge 0 (the file's reference charges sum to 2e-4)
+        atoms.calc = HDNNPCalculator(pot, length_unit="bohr", energy_unit="hartree")
+        out[solver] = (atoms.get_potential_energy(), atoms.get_forces(), atoms.get_charges())
+        assert (pot.electrostatics.last_cg is not None) == (solver == "cg")
+    assert out["cg"][0] == pytest.approx(out["dense"][0], rel=1e-12)
+    assert np.abs(out["cg"][1] - out["dense"][1]).max() < 1e-9
+    assert np.abs(out["cg"][2] - out["dense"][2]).max() < 1e-11
+
+
+def test_cg_float32_converges():
+    """float32 potentials: CG stops at 100 machine epsilons (1.2e-5) instead of failing at 1e-13."""
+    import torch
+
+    s = read_input_data(DATA / "dataset" / "Carbon_chain_4G" / "input.data")[0]
+    pot32 = Potential.from_n2p2(DATA / "potentials" / "Carbon_chain_4G", dtype=torch.float32)
+    pot32.qeq_solver = "cg"
+    p32 = pot32.compute(s)
+    ref = both(potential("Carbon_chain_4G"), s)[0]
+    assert np.abs(p32.charges - ref.charges).max() < 1e-4
+    assert np.abs(p32.forces - ref.forces).max() < 1e-4

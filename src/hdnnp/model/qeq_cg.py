@@ -176,8 +176,11 @@ class QeqOperator:
                 Y += c @ (ck[:, None] * (c.T @ X)) + s @ (ck[:, None] * (s.T @ X))
         return Y
 
-    def solve(self, B: torch.Tensor, rtol: float = CG_RTOL, max_iter: int = CG_MAX_ITER) -> torch.Tensor:
-        """X with A X = B (n, m), Jacobi-preconditioned CG on all columns at once."""
+    def solve(self, B: torch.Tensor, rtol: float | None = None, max_iter: int = CG_MAX_ITER) -> torch.Tensor:
+        """X with A X = B (n, m), Jacobi-preconditioned CG on all columns at once; rtol : default
+        ``CG_RTOL``, at least 100 machine epsilons of B's dtype (float32: 1.2e-5)."""
+        if rtol is None:
+            rtol = max(CG_RTOL, 100.0 * torch.finfo(B.dtype).eps)
         X = torch.zeros_like(B)
         bnorm = torch.linalg.norm(B, dim=0)
         active = bnorm > 0.0
