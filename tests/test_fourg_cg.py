@@ -105,11 +105,13 @@ def test_cg_charge_conservation():
 
 
 def test_solver_selection():
-    assert qeq_cg.resolve_solver("auto", qeq_cg.AUTO_DENSE_MAX_ATOMS) == "dense"
-    assert qeq_cg.resolve_solver("auto", qeq_cg.AUTO_DENSE_MAX_ATOMS + 1) == "cg"
-    assert qeq_cg.resolve_solver("dense", 10 ** 6) == "dense"
+    assert qeq_cg.resolve_solver("auto", qeq_cg.AUTO_DENSE_MAX_ATOMS, True) == "dense"
+    assert qeq_cg.resolve_solver("auto", qeq_cg.AUTO_DENSE_MAX_ATOMS + 1, True) == "cg"
+    assert qeq_cg.resolve_solver("auto", 10 ** 6, False) == "dense"  # n2p2's Ewald parameters, molecules
+    assert qeq_cg.resolve_solver("dense", 10 ** 6, True) == "dense"
+    assert qeq_cg.resolve_solver("cg", 10, False) == "cg"
     with pytest.raises(ValueError, match="dense, cg"):
-        qeq_cg.resolve_solver("lu", 10)
+        qeq_cg.resolve_solver("lu", 10, False)
 
 
 @pytest.mark.parametrize("value,ok", [("cg", True), ("DENSE", True), ("lu", False), ("", False)])
@@ -133,8 +135,10 @@ def test_scaled_ewald_is_within_the_ewald_precision():
     """hdnnp_ewald_parameters scaled: a smaller splitting width (r_c bounded), forces within ewald_prec
     (1e-5 Ha/Bohr for this potential) of the converged Ewald sum, as n2p2's own parameters are."""
     pot = potential("H2O_RPBE-D3_4G")
-    s = read_input_data(DATA / "potentials" / "H2O_RPBE-D3_4G" / "input.data")[0]
+    s = read_input_data(DATA / "dataset" / "H2O_RPBE-D3_4G" / "input.data")[3]
     try:
+        pot.qeq_solver = "dense"
+        n2p2 = pot.compute(s)
         pot.ewald_converged = True
         conv = pot.compute(s)
         pot.ewald_converged = False
@@ -144,8 +148,7 @@ def test_scaled_ewald_is_within_the_ewald_precision():
         scaled_dense = pot.compute(s)
     finally:
         pot.qeq_solver, pot.ewald_scaled, pot.ewald_converged = "auto", False, False
-    n2p2 = read_input_data(DATA / "predict" / "H2O_RPBE-D3_4G" / "output.data")[0]
-    assert scaled.ewald.r_cut < 0.5 * 35.6826886444  # n2p2's r_c for this box (log-excerpt.txt)
+    assert scaled.ewald.r_cut < 0.6 * n2p2.ewald.r_cut
     assert_same(scaled_dense, scaled)
     assert np.abs(scaled.forces - conv.forces).max() < 1e-5
     assert np.abs(n2p2.forces - conv.forces).max() < 1e-5
@@ -169,17 +172,20 @@ def test_ase_calculator_uses_the_chosen_solver():
     """The calculator (and hdnnp md, same force field) run Potential.compute, so the solver applies."""
     from hdnnp.interfaces.ase_calculator import HDNNPCalculator
 
-    pot = Potential.from_n2p2(DATA / "potentials" / "H2O_RPBE-D3_4G")
+    pot = potential("H2O_RPBE-D3_4G")
     s = read_input_data(DATA / "dataset" / "H2O_RPBE-D3_4G" / "input.data")[3]
     out = {}
-    for solver in ("dense", "cg"):
-        pot.qeq_solver = solver
-        pot.electrostatics.last_cg = None
-        atoms = s.to_ase()
-        atoms.set_initial_charges(np.zeros(len(atoms)))  # total charge 0 (the file's reference charges sum to 2e-4)
-        atoms.calc = HDNNPCalculator(pot, length_unit="bohr", energy_unit="hartree")
-        out[solver] = (atoms.get_potential_energy(), atoms.get_forces(), atoms.get_charges())
-        assert (pot.electrostatics.last_cg is not None) == (solver == "cg")
+    try:
+        for solver in ("dense", "cg"):
+            pot.qeq_solver = solver
+            pot.electrostatics.last_cg = None
+            atoms = s.to_ase()
+            atoms.set_initial_charges(np.zeros(len(atoms)))  # total 0 (the file's reference charges sum to 2e-4)
+            atoms.calc = HDNNPCalculator(pot, length_unit="bohr", energy_unit="hartree")
+            out[solver] = (atoms.get_potential_energy(), atoms.get_forces(), atoms.get_charges())
+            assert (pot.electrostatics.last_cg is not None) == (solver == "cg")
+    finally:
+        pot.qeq_solver = "auto"
     assert out["cg"][0] == pytest.approx(out["dense"][0], rel=1e-12)
     assert np.abs(out["cg"][1] - out["dense"][1]).max() < 1e-9
     assert np.abs(out["cg"][2] - out["dense"][2]).max() < 1e-11

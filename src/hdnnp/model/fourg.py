@@ -6,6 +6,8 @@ potential it hands the raw SFs to ``fourg_energy`` instead of ``atomic_energies_
 the SFs' share goes through dE/dG and the SF kernels (as for 2G), the explicit position
 dependence of the Qeq matrix and of the electrostatic energy through autograd; the charges are
 the solution of a differentiable linear solve, so both are exact gradients of the energy.
+Prediction solves the Qeq system densely (n2p2's path) or matrix-free by CG (``qeq_cg``;
+``Potential.qeq_solver`` / ``hdnnp_qeq_solver``), both with adjoint forces.
 
 Units: the computation runs in n2p2's normalised units when the potential has normalisation
 (positions x conv_length, charges x conv_charge, energies x conv_energy) and converts back:
@@ -185,7 +187,8 @@ def _compute_fourg(pot, structure, forces, stress, structure_index, sf_backend, 
     periodic = structure.cell is not None
     from hdnnp.model.qeq_cg import resolve_solver
 
-    solver = resolve_solver(getattr(pot, "qeq_solver", "auto"), n)
+    solver = resolve_solver(getattr(pot, "qeq_solver", "auto"), n,
+                            structure.cell is not None and getattr(pot, "ewald_scaled", False))
     total_charge = 0.0 if structure.charge is None else float(structure.charge)
     if periodic and abs(total_charge) > 1e-10:
         raise ValueError(f"structure {structure_index + 1}: a periodic structure must be neutral "

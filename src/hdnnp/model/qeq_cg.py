@@ -22,7 +22,9 @@ autograd runs through the energy expression (real-space pairs with analytic da/d
 structure factors per k-chunk), never through the CG iterations.
 
 Solver choice: ``hdnnp_qeq_solver dense|cg|auto`` in input.nn (an hdnnp keyword; n2p2 ignores it),
-``hdnnp predict/md --qeq-solver``; auto = dense up to ``AUTO_DENSE_MAX_ATOMS`` atoms, CG above.
+``hdnnp predict/md --qeq-solver``; auto = CG for periodic structures with the scaled Ewald parameters
+above ``AUTO_DENSE_MAX_ATOMS`` atoms, else dense (with n2p2's parameters, and for molecules, every pair
+interacts: the O(N^2) pair work dominates both solvers and the dense path was measured faster, README).
 With n2p2's Ewald parameters the real-space cutoff grows as V^(1/3), so the pair count (and CG's
 time) stays O(N^2); ``hdnnp_ewald_parameters scaled`` (``--ewald-parameters scaled``) keeps r_c
 bounded (O(N^1.5)) at the price of n2p2 parity (differences within the Ewald precision).
@@ -39,13 +41,14 @@ SQRT_PI = math.sqrt(math.pi)
 QEQ_SOLVERS = ("auto", "dense", "cg")
 #: ``hdnnp_ewald_parameters``: n2p2's Ewald width (default, parity) or one scaled for large cells
 EWALD_CHOICES = ("n2p2", "scaled")
-#: auto: the dense solve up to this many atoms (measured cross-over, README 4G section), CG above
-AUTO_DENSE_MAX_ATOMS = 1000
+#: auto with sparse pairs (scaled Ewald): the dense solve up to this many atoms (measured cross-over,
+#: README 4G section), CG above
+AUTO_DENSE_MAX_ATOMS = 256
 #: relative residual |A x - b| / |b| at which CG stops (energies agree with the dense solve to ~1e-13)
 CG_RTOL = 1e-13
 CG_MAX_ITER = 5000
 #: real-space pairs stored for the products (CSR, both triangles: 32 bytes each); above: regenerated per product
-MAX_STORED_PAIRS = 2 ** 26
+MAX_STORED_PAIRS = 2 ** 27
 #: cos/sin(k.r) elements kept (2 x 8 bytes each); above: recomputed per k-chunk and product
 MAX_STORED_PHASES = 2 ** 26
 #: elements of one chunk (pairs of a molecule block, N x k-chunk)
@@ -83,10 +86,11 @@ def ewald_scaled_from_settings(settings) -> bool:
     return line.values[0].lower() == "scaled"
 
 
-def resolve_solver(name: str, n_atoms: int) -> str:
-    """'dense' or 'cg' for a structure of ``n_atoms`` atoms."""
+def resolve_solver(name: str, n_atoms: int, sparse: bool) -> str:
+    """'dense' or 'cg' for a structure of ``n_atoms`` atoms; sparse : the real-space pairs are a
+    bounded number per atom (periodic with ``hdnnp_ewald_parameters scaled``)."""
     if check_solver(name) == "auto":
-        return "dense" if n_atoms <= AUTO_DENSE_MAX_ATOMS else "cg"
+        return "cg" if sparse and n_atoms > AUTO_DENSE_MAX_ATOMS else "dense"
     return name
 
 
