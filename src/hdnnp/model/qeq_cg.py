@@ -134,7 +134,7 @@ class QeqOperator:
             if stored is not None:
                 stored = stored + [(i, j, a)] if count <= MAX_STORED_PAIRS else None
         self.n_pairs = count
-        self.csr = None if stored is None else _symmetric_csr(stored, n)
+        self.csr = _symmetric_csr(stored, n) if stored else None  # None: regenerated (or no pairs)
         self.si = torch.cat([t[0] for t in scr]) if scr else torch.zeros(0, dtype=torch.int64, device=pos.device)
         self.sj = torch.cat([t[1] for t in scr]) if scr else self.si
         self.sS = None if cell is None else torch.cat([t[2] for t in scr])
@@ -258,7 +258,7 @@ def energy_and_surrogate_cg(elec, chi, species, positions, cell, total_charge, p
         AQ = op.matvec(Qv[:, None])[:, 0]
         phi = elec._phi(*elec._geometry(species, pos_d, cell_d, op.si, op.sj, op.sS))
     t0 = _tick("  qeq_cg_solve", t0)
-    elec.last_cg = {"iterations": op.iterations, "pairs": op.n_pairs, "stored": op.csr is not None,
+    elec.last_cg = {"iterations": op.iterations, "pairs": op.n_pairs, "stored": op.csr is not None or not op.n_pairs,
                     "k_vectors": 0 if op.ck is None else len(op.ck)}
     Q = Qv.clone().requires_grad_(True)
     si, sj = op.si, op.sj
