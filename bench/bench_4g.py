@@ -109,7 +109,8 @@ def main() -> int:
     lo, hi = N2P2_SECONDS
     for threads in () if args.no_base else (1, None):
         r = one_size(1, args.device, threads, args.repeats, args.solver, args.ewald)
-        print(f"384 atoms, {r['threads']} thread(s), {args.device}, solver {args.solver}, Ewald {args.ewald}: energy+forces warm median {r['median_s']:.3f} s "
+        print(f"384 atoms, {r['threads']} thread(s), {args.device}, solver {args.solver}, Ewald {args.ewald}: "
+              f"energy+forces warm median {r['median_s']:.3f} s "
               f"(best {r['best_s']:.3f}, first call {r['first_s']:.2f} s) = {r['median_s'] / hi:.2f}-"
               f"{r['median_s'] / lo:.2f}x n2p2 nnp-predict whole process; load {load()}")
     if args.whole_process:
@@ -133,7 +134,8 @@ def main() -> int:
         print("        split (s): " + ", ".join(f"{k.strip()} {v:.3f}" for k, v in r["split_s"].items()))
         if r["cg"]:
             c = r["cg"]
-            print(f"        CG: {c['iterations']} iterations (charge and adjoint solves), {c['pairs']} real-space pairs "
+            print(f"        CG: {c['iterations']} iterations (charge and adjoint solves), {c['pairs']} real-space "
+                  f"pairs "
                   f"({'stored' if c['stored'] else 'regenerated'}), {c['k_vectors']} k-vectors")
     return 0
 
