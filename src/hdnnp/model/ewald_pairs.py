@@ -110,7 +110,7 @@ class VesinPairs:
     (float64) and kept on the positions' device; ``chunks`` yields slices of ``chunk`` pairs.
     """
 
-    def __init__(self, positions: torch.Tensor, cell: torch.Tensor, cutoff: float, chunk: int = 2 ** 20):
+    def __init__(self, positions: torch.Tensor, cell: torch.Tensor, cutoff: float, chunk: int = 2 ** 18):
         from vesin import NeighborList
 
         dev = positions.device
@@ -118,8 +118,12 @@ class VesinPairs:
         box = cell.detach().to("cpu", torch.float64).numpy()
         i, j, S = NeighborList(cutoff=float(cutoff), full_list=False, sorted=True).compute(
             points=pos, box=box, periodic=True, quantities="ijS")
-        self.i = torch.as_tensor(i.astype(np.int64), device=dev)
-        self.j = torch.as_tensor(j.astype(np.int64), device=dev)
+        # int32 indices (20 bytes per pair with S): the list is the CG path's largest persistent array
+        idx = np.int32 if len(pos) < 2 ** 31 - 1 else np.int64
+        self.i = torch.as_tensor(i.astype(idx), device=dev)
+        del i
+        self.j = torch.as_tensor(j.astype(idx), device=dev)
+        del j
         self.S = torch.as_tensor(S, device=dev)  # int32 (p, 3)
         self.n = len(pos)
         self.chunk = int(chunk)

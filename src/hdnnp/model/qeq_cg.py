@@ -52,7 +52,7 @@ MAX_STORED_PAIRS = 2 ** 27
 #: cos/sin(k.r) elements kept (2 x 8 bytes each); above: recomputed per k-chunk and product
 MAX_STORED_PHASES = 2 ** 26
 #: elements of one chunk (pairs of a molecule block, N x k-chunk)
-CHUNK_ELEMENTS = 2 ** 22
+CHUNK_ELEMENTS = 2 ** 21
 
 
 def check_solver(name: str) -> str:
@@ -217,18 +217,27 @@ class QeqOperator:
 
 def _symmetric_csr(blocks, n: int) -> torch.Tensor:
     """The real-space part of A as an (n, n) CSR matrix from half-list blocks (i, j, a): both
-    (i, j) and (j, i) entries (a self-image pair, i == j, adds 2a to A_ii); duplicates are summed."""
-    i = torch.cat([b[0] for b in blocks] + [b[1] for b in blocks])
-    j = torch.cat([b[1] for b in blocks] + [b[0] for b in blocks])
-    a = torch.cat([b[2] for b in blocks] * 2)
-    order = torch.argsort(i)
-    crow = torch.zeros(n + 1, dtype=torch.int64, device=i.device)
-    crow[1:] = torch.cumsum(torch.bincount(i, minlength=n), 0)
+    (i, j) and (j, i) entries (a self-image pair, i == j, adds 2a to A_ii); duplicates are summed.
+    int32 indices (n < 2^31) and early frees keep the build's transient memory near 64 bytes per pair."""
     import warnings
 
+    idx = torch.int32 if n < 2 ** 31 - 1 else torch.int64
+    i = torch.cat([b[0] for b in blocks]).to(idx)
+    j = torch.cat([b[1] for b in blocks]).to(idx)
+    a = torch.cat([b[2] for b in blocks])
+    rows = torch.cat([i, j])
+    cols = torch.cat([j, i])
+    del i, j
+    order = torch.argsort(rows)
+    crow = torch.zeros(n + 1, dtype=idx, device=rows.device)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=n), 0)
+    del rows
+    cols = cols[order]
+    vals = torch.cat([a, a])[order]
+    del order, a
     with warnings.catch_warnings():  # "sparse CSR support is in beta state"
         warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, j[order], a[order], (n, n))
+        return torch.sparse_csr_tensor(crow, cols, vals, (n, n))
 
 
 def energy_and_surrogate_cg(elec, chi, species, positions, cell, total_charge, pairs, ewald, short_energy,
