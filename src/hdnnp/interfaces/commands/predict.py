@@ -59,6 +59,8 @@ def run(args) -> int:
         pot.qeq_solver = args.qeq_solver
     if args.ewald_parameters:
         pot.ewald_scaled = args.ewald_parameters == "scaled"
+    if pot.is_fourg:
+        log.info("4G: Qeq solver %s, Ewald parameters %s", pot.qeq_solver, "scaled" if pot.ewald_scaled else "n2p2")
     log.info("elements %s, symmetry functions %s, cutoff %.6g", " ".join(pot.elements),
              pot.sf_set.n_sf, pot.sf_set.cutoff)
     log.info("device %s, %s, symmetry functions: %s backend", args.device, str(dtype).replace("torch.", ""),
