@@ -132,7 +132,7 @@ class VesinPairs:
         return self.n
 
     def chunks(self):
-        for a in range(0, len(self.i), self.chunk):
+        for a in range(0, max(1, len(self.i)), self.chunk):  # one (empty) chunk when there are no pairs
             yield self.i[a:a + self.chunk], self.j[a:a + self.chunk], self.S[a:a + self.chunk]
 
     def all(self):

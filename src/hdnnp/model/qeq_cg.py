@@ -47,7 +47,7 @@ AUTO_DENSE_MAX_ATOMS = 256
 #: relative residual |A x - b| / |b| at which CG stops (energies agree with the dense solve to ~1e-13)
 CG_RTOL = 1e-13
 CG_MAX_ITER = 5000
-#: real-space pairs stored for the products (CSR, both triangles: 32 bytes each); above: regenerated per product
+#: real-space pairs stored for the products (CSR, both triangles: 24 bytes each); above: regenerated per product
 MAX_STORED_PAIRS = 2 ** 27
 #: cos/sin(k.r) elements kept (2 x 8 bytes each); above: recomputed per k-chunk and product
 MAX_STORED_PHASES = 2 ** 26
@@ -111,7 +111,7 @@ class QeqOperator:
 
     elec : the ``Electrostatics`` stage; species (n,); pos (n, 3) wrapped, cell (3, 3) or None, in
     the computation's units (detached); chunks : a function returning an iterable of (i, j, S) pair
-    chunks (periodic: ``ImagePairs.chunks``; molecule: ``molecule_chunks``); ewald : parameters or None.
+    chunks (periodic: ``ImagePairs.chunks`` or ``VesinPairs.chunks``; molecule: ``molecule_chunks``); ewald : parameters or None.
     Also collects the screened pairs (si, sj, sS) of the energy.
     """
 
