@@ -101,3 +101,39 @@ class ImagePairs:
             z = torch.zeros(0, dtype=torch.int64, device=self.pos.device)
             return z, z, torch.zeros((0, 3), dtype=torch.int64, device=self.pos.device)
         return tuple(torch.cat(p) for p in zip(*parts))
+
+
+class VesinPairs:
+    """The same half list as ``ImagePairs`` (each unordered pair once, self-images once per +-S),
+    built with vesin's cell list: O(N x neighbours) time and memory instead of O(N^2) distance
+    checks, for the matrix-free Qeq (``hdnnp.model.qeq_cg``). The list is computed on the CPU
+    (float64) and kept on the positions' device; ``chunks`` yields slices of ``chunk`` pairs.
+    """
+
+    def __init__(self, positions: torch.Tensor, cell: torch.Tensor, cutoff: float, chunk: int = 2 ** 18):
+        from vesin import NeighborList
+
+        dev = positions.device
+        pos = positions.detach().to("cpu", torch.float64).numpy()
+        box = cell.detach().to("cpu", torch.float64).numpy()
+        i, j, S = NeighborList(cutoff=float(cutoff), full_list=False, sorted=True).compute(
+            points=pos, box=box, periodic=True, quantities="ijS")
+        # int32 indices (20 bytes per pair with S): the list is the CG path's largest persistent array
+        idx = np.int32 if len(pos) < 2 ** 31 - 1 else np.int64
+        self.i = torch.as_tensor(i.astype(idx), device=dev)
+        del i
+        self.j = torch.as_tensor(j.astype(idx), device=dev)
+        del j
+        self.S = torch.as_tensor(S, device=dev)  # int32 (p, 3)
+        self.n = len(pos)
+        self.chunk = int(chunk)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def chunks(self):
+        for a in range(0, max(1, len(self.i)), self.chunk):  # one (empty) chunk when there are no pairs
+            yield self.i[a:a + self.chunk], self.j[a:a + self.chunk], self.S[a:a + self.chunk]
+
+    def all(self):
+        return self.i, self.j, self.S

@@ -6,6 +6,8 @@ potential it hands the raw SFs to ``fourg_energy`` instead of ``atomic_energies_
 the SFs' share goes through dE/dG and the SF kernels (as for 2G), the explicit position
 dependence of the Qeq matrix and of the electrostatic energy through autograd; the charges are
 the solution of a differentiable linear solve, so both are exact gradients of the energy.
+Prediction solves the Qeq system densely (n2p2's path) or matrix-free by CG (``qeq_cg``;
+``Potential.qeq_solver`` / ``hdnnp_qeq_solver``), both with adjoint forces.
 
 Units: the computation runs in n2p2's normalised units when the potential has normalisation
 (positions x conv_length, charges x conv_charge, energies x conv_energy) and converts back:
@@ -47,16 +49,23 @@ def ewald_parameters(pot, structure, converged: bool = False) -> EwaldParameters
     if structure.cell is None:
         return None
     _, cl, _ = units(pot)
-    return pot.electrostatics.ewald_parameters(np.asarray(structure.cell) * cl, len(structure), converged)
+    return pot.electrostatics.ewald_parameters(np.asarray(structure.cell) * cl, len(structure), converged,
+                                               getattr(pot, "ewald_scaled", False))
 
 
-def image_pairs(pot, positions_n: torch.Tensor, cell_n: torch.Tensor | None, ewald: EwaldParameters | None):
-    """``ImagePairs`` within max(r_c, r_out) for wrapped positions and cell in the computation's units."""
+def image_pairs(pot, positions_n: torch.Tensor, cell_n: torch.Tensor | None, ewald: EwaldParameters | None,
+                solver: str = "dense"):
+    """``ImagePairs`` within max(r_c, r_out) for wrapped positions and cell in the computation's units;
+    for the CG solver ``VesinPairs`` (a cell list) when the cutoff sphere is smaller than half the cell
+    (with n2p2's Ewald parameters it is larger than the cell: the blocked all-pairs generation is faster)."""
     if cell_n is None:
         return None
-    from hdnnp.model.ewald_pairs import ImagePairs
+    from hdnnp.model.ewald_pairs import ImagePairs, VesinPairs
 
-    return ImagePairs(positions_n, cell_n, max(ewald.r_cut, pot.electrostatics.pair_cutoff))
+    cutoff = max(ewald.r_cut, pot.electrostatics.pair_cutoff)
+    sparse = 4.0 / 3.0 * np.pi * cutoff ** 3 < 0.5 * abs(float(torch.linalg.det(cell_n.detach())))
+    cls = VesinPairs if solver == "cg" and sparse else ImagePairs
+    return cls(positions_n, cell_n, cutoff)
 
 
 def _chi_and_inputs(pot, G: torch.Tensor, species: torch.Tensor):
@@ -100,12 +109,16 @@ def fourg_energy(pot, G: torch.Tensor, species: torch.Tensor, positions: torch.T
                       ewald=_physical_ewald(ewald, cl))
 
 
-def fourg_energy_surrogate(pot, G, species, positions, cell, total_charge, ewald, gradient: bool = True):
+def fourg_energy_surrogate(pot, G, species, positions, cell, total_charge, ewald, gradient: bool = True,
+                           solver: str = "dense"):
     """Prediction path: ``FourGTerms`` with values only, and a scalar whose gradient in G,
     positions and cell is the gradient of the energy (adjoint method, ``Electrostatics.energy_and_surrogate``;
-    None unless ``gradient``). Periodic pairs are generated in chunks (memory O(block x N))."""
+    None unless ``gradient``). Periodic pairs are generated in chunks (memory O(block x N)).
+    solver : 'dense' (LU of the N x N matrix, n2p2's path) or 'cg' (matrix-free, ``hdnnp.model.qeq_cg``)."""
     ce, cl, cc = units(pot)
+    t0 = _tick()
     chi, x_scaled = _chi_and_inputs(pot, G, species)
+    t0 = _tick("chi_net", t0)
     cell_n = None if cell is None else cell * cl
     atomic_box = {}
 
@@ -113,12 +126,34 @@ def fourg_energy_surrogate(pot, G, species, positions, cell, total_charge, ewald
         atomic_box["a"] = _short_atomic(pot, x_scaled, Q)
         return atomic_box["a"].sum()
 
-    pairs = image_pairs(pot, positions * cl, cell_n, ewald)
-    Q, e_elec, e_short, L = pot.electrostatics.energy_and_surrogate(
-        chi, species, positions * cl, cell_n, total_charge * cc, pairs, ewald, short_energy, gradient)
+    pairs = image_pairs(pot, positions * cl, cell_n, ewald, solver)
+    if solver == "cg":
+        from hdnnp.model.qeq_cg import energy_and_surrogate_cg
+
+        Q, e_elec, e_short, L = energy_and_surrogate_cg(
+            pot.electrostatics, chi, species, positions * cl, cell_n, total_charge * cc, pairs, ewald, short_energy,
+            gradient)
+    else:
+        Q, e_elec, e_short, L = pot.electrostatics.energy_and_surrogate(
+            chi, species, positions * cl, cell_n, total_charge * cc, pairs, ewald, short_energy, gradient)
+    _tick("qeq_and_electrostatics", t0)
     terms = FourGTerms(energy=(e_short.detach() + e_elec) / ce, atomic=atomic_box["a"].detach() / ce,
                        charges=Q / cc, elec=e_elec / ce, ewald=_physical_ewald(ewald, cl))
     return terms, None if L is None else L / ce
+
+
+#: set to a dict to collect wall times (s) of the prediction's phases (bench/bench_4g.py)
+PROFILE: dict | None = None
+
+
+def _tick(name: str | None = None, t0: float | None = None) -> float:
+    """perf_counter now; with a name, add the time since t0 to ``PROFILE[name]`` (when profiling)."""
+    import time
+
+    t = time.perf_counter()
+    if PROFILE is not None and name is not None:
+        PROFILE[name] = PROFILE.get(name, 0.0) + t - t0
+    return t
 
 
 #: torch threads of the 4G stage on the CPU (as the 2G networks: next to numba's thread pool, two
@@ -150,6 +185,10 @@ def _compute_fourg(pot, structure, forces, stress, structure_index, sf_backend, 
     sp_t = torch.as_tensor(species, device=dev)
     ewald = ewald_parameters(pot, structure, converged)
     periodic = structure.cell is not None
+    from hdnnp.model.qeq_cg import resolve_solver
+
+    solver = resolve_solver(getattr(pot, "qeq_solver", "auto"), n,
+                            structure.cell is not None and getattr(pot, "ewald_scaled", False))
     total_charge = 0.0 if structure.charge is None else float(structure.charge)
     if periodic and abs(total_charge) > 1e-10:
         raise ValueError(f"structure {structure_index + 1}: a periodic structure must be neutral "
@@ -167,6 +206,7 @@ def _compute_fourg(pot, structure, forces, stress, structure_index, sf_backend, 
             cell = cell0 @ deform
         else:
             pos = pos0 @ deform
+        t0 = _tick()
         if use_torch:
             tsf = pot.torch_symmetry_functions()
             nl = pot._torch_neighbors(structure)
@@ -177,10 +217,14 @@ def _compute_fourg(pot, structure, forces, stress, structure_index, sf_backend, 
             nl = pot.sf_set.neighbors(structure)
             G_np = pot.sf_set._run(structure, nl, species, 0)[0]
             G = torch.as_tensor(G_np, dtype=pot.dtype, device=dev).requires_grad_(forces)
-        terms, L = fourg_energy_surrogate(pot, G, sp_t, pos, cell, total_charge, ewald, gradient=forces)
+        t0 = _tick("sf", t0)
+        terms, L = fourg_energy_surrogate(pot, G, sp_t, pos, cell, total_charge, ewald, gradient=forces,
+                                          solver=solver)
+        t0 = _tick()
         if forces:
             inputs = [vec if use_torch else G, pos0, strain]
             grads = torch.autograd.grad(L, inputs, allow_unused=True)
+        t0 = _tick("backward", t0)
     G_cpu = G.detach().to("cpu", torch.float64).numpy()
     extrap = pot.check_extrapolation(G_cpu, species, structure_index)
     result = Prediction(energy=float(terms.energy.detach()) + pot.energy_shift(structure), forces=np.zeros((n, 3)),
@@ -201,6 +245,7 @@ def _compute_fourg(pot, structure, forces, stress, structure_index, sf_backend, 
         dEdG = np.ascontiguousarray(g_sf.detach().cpu().numpy(), dtype=np.float64)
         pg = pot.sf_set._run(structure, nl, species, 2, dEdG)[2]
         F, W = K.forces_from_pair_gradients(n, nl.i, nl.j, nl.vectors, pg)
+    _tick("sf_forces", t0)
     g_pos = grads[1]
     if g_pos is not None:
         F = F - g_pos.detach().to("cpu", torch.float64).numpy()

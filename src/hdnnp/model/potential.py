@@ -138,6 +138,12 @@ class Potential(nn.Module):
             self.charge_networks = nn.ModuleDict({e: charge_networks[e] for e in self.elements})
             self.electrostatics = electrostatics_from_settings(settings, self.elements, hardness,
                                                                self.normalization, self.conv_charge, dtype)
+        from hdnnp.model.qeq_cg import ewald_scaled_from_settings, solver_from_settings
+
+        #: 4G: Qeq solver 'auto' | 'dense' | 'cg' (``hdnnp_qeq_solver``, hdnnp.model.qeq_cg)
+        self.qeq_solver = solver_from_settings(settings) if fourg is not None else "auto"
+        #: 4G, periodic: Ewald width scaled for large cells (``hdnnp_ewald_parameters scaled``) instead of n2p2's
+        self.ewald_scaled = ewald_scaled_from_settings(settings) if fourg is not None else False
         self.length_unit = settings.get_str("hdnnp_length_unit")
         self.energy_unit = settings.get_str("hdnnp_energy_unit")
         self.scaling_stats = scaling_stats

@@ -84,6 +84,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch and numba threads")
     p.add_argument("--total-charge", type=float, default=0.0,
                    help="4G potentials: total charge of the system in e (default 0; periodic cells must be neutral)")
+    p.add_argument("--qeq-solver", choices=("auto", "dense", "cg"), default=None,
+                   help="4G charge equilibration: dense, cg (matrix-free) or auto; default: the potential's "
+                        "hdnnp_qeq_solver, else auto")
+    p.add_argument("--ewald-parameters", choices=("n2p2", "scaled"), default=None,
+                   help="4G periodic: n2p2's Ewald width or one scaled for large cells; default: the potential's "
+                        "hdnnp_ewald_parameters, else n2p2")
     p.add_argument("--no-wrap", action="store_true", help="do not wrap positions into the cell")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plot", action="store_true", help="do not plot thermo.log")
@@ -113,6 +119,10 @@ def run(args) -> int:
     from hdnnp.model.potential import Potential
 
     potential = Potential.from_n2p2(args.potential_dir, device=args.device, sf_backend=args.sf_backend)
+    if args.qeq_solver:
+        potential.qeq_solver = args.qeq_solver
+    if args.ewald_parameters:
+        potential.ewald_scaled = args.ewald_parameters == "scaled"
     ff = HDNNPForceField(potential, length_unit=args.length_unit, energy_unit=args.energy_unit,
                          device=args.device, derivative_mode=args.derivative_mode)
     ff.total_charge = args.total_charge

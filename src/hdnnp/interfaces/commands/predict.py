@@ -24,6 +24,12 @@ def add_parser(sub) -> None:
     p.add_argument("--ewald-converged", action="store_true",
                    help="4G periodic structures: Ewald precision 1e6 times tighter than ewald_prec (closer to the "
                         "converged sum) instead of n2p2's parameters")
+    p.add_argument("--qeq-solver", choices=("auto", "dense", "cg"), default=None,
+                   help="4G charge equilibration: dense (n2p2's LU solve), cg (matrix-free conjugate gradients) "
+                        "or auto (dense for small structures); default: the potential's hdnnp_qeq_solver, else auto")
+    p.add_argument("--ewald-parameters", choices=("n2p2", "scaled"), default=None,
+                   help="4G periodic: n2p2's Ewald width (parity) or one scaled for large cells (O(N^1.5) with "
+                        "--qeq-solver cg); default: the potential's hdnnp_ewald_parameters, else n2p2")
     p.set_defaults(func=run)
 
 
@@ -49,6 +55,12 @@ def run(args) -> int:
     log.info("*** SETUP: POTENTIAL ***  %s", args.potential)
     pot = Potential.from_n2p2(args.potential, device=args.device, dtype=dtype, sf_backend=args.sf_backend)
     pot.ewald_converged = args.ewald_converged
+    if args.qeq_solver:
+        pot.qeq_solver = args.qeq_solver
+    if args.ewald_parameters:
+        pot.ewald_scaled = args.ewald_parameters == "scaled"
+    if pot.is_fourg:
+        log.info("4G: Qeq solver %s, Ewald parameters %s", pot.qeq_solver, "scaled" if pot.ewald_scaled else "n2p2")
     log.info("elements %s, symmetry functions %s, cutoff %.6g", " ".join(pot.elements),
              pot.sf_set.n_sf, pot.sf_set.cutoff)
     log.info("device %s, %s, symmetry functions: %s backend", args.device, str(dtype).replace("torch.", ""),
