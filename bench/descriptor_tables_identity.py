@@ -1,5 +1,5 @@
 """One-off check that a refactor of the SF plan leaves the kernel tables and the torch blocks
-unchanged: dumps them for the synthetic SF sets of tests/test_torch_backend.py (every SF type x
+unchanged: dumps them for the synthetic SF sets of tests/descriptors/test_torch_backend.py (every SF type x
 every cutoff type) and the three anchor potentials.
 
     PYTHONPATH=<old src> python bench/descriptor_tables_identity.py save old.npz

@@ -53,7 +53,7 @@ vectorise, libm calls do not; the TANH cutoffs use tanh(x) = (1 - e^-2x)/(1 + e^
 kernels are compiled with ``fastmath={'reassoc', 'contract'}`` (reassociation for the vectorised
 sums, FMA contraction), never with approximate functions or finite-math assumptions;
 ``error_model="numpy"`` removes the division-by-zero checks. Results agree with n2p2 to ~1e-15
-relative (tests/test_n2p2_reference.py; the requirement is 1e-10 / 1e-8).
+relative (tests/model/test_n2p2_reference.py; the requirement is 1e-10 / 1e-8).
 
 Work spaces are allocated once per call and thread (``numba.get_thread_id``), not per atom.
 Atoms are independent: a thread computes each atom alone, so results do not depend on the

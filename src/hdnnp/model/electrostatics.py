@@ -26,7 +26,7 @@ and are the exact gradient of this energy (as n2p2's adjoint forces are).
 One known n2p2 deviation is *not* reproduced: in a periodic cell narrower than r_out, n2p2's
 screening sum counts the pair of an atom with its own image +n and with -n each with weight 1
 (a double count: its loop over j >= i keeps both images). Here every pair of the full image list
-has weight 1/2, the physically right sum (checked against a direct sum in tests/test_fourg_physics.py).
+has weight 1/2, the physically right sum (checked against a direct sum in tests/model/test_fourg_physics.py).
 For cells wider than r_out (all of n2p2's example potentials) both agree exactly.
 """
 

@@ -1,5 +1,5 @@
 """Reusable physics checks (finite differences, invariances) and the contracts every potential
-meets (any model generation, backend, dtype), for tests and users; see ``tests/test_contracts.py``."""
+meets (any model generation, backend, dtype), for tests and users; see ``tests/model/test_contracts.py``."""
 
 from hdnnp.testing.physics import (  # noqa: F401
     FLOAT32,

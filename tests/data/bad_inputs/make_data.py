@@ -1,4 +1,4 @@
-"""Make the tiny H/O potential and structures that tests/test_bad_inputs.py corrupts.
+"""Make the tiny H/O potential and structures that tests/interfaces/test_bad_inputs.py corrupts.
 
 Run from the repository root: ``python tests/data/bad_inputs/make_data.py``. Everything is
 synthetic (random weights, hand-made water geometries): it is only a well-formed starting

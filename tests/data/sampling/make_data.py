@@ -1,4 +1,4 @@
-"""Makes the reference frames of tests/test_sampling_engine.py with ``hdnnp.sampling.sample``.
+"""Makes the reference frames of tests/sampling/test_sampling_engine.py with ``hdnnp.sampling.sample``.
 
 Run from the repository root with the code to take as reference on PYTHONPATH:
     PYTHONPATH=src python tests/data/sampling/make_data.py

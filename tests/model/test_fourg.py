@@ -12,7 +12,7 @@ from hdnnp.errors import ReadError
 from hdnnp.io.n2p2_data import read_input_data
 from hdnnp.model.potential import Potential
 
-DATA = Path(__file__).parent / "data" / "n2p2_4g"
+DATA = Path(__file__).resolve().parents[1] / "data" / "n2p2_4g"
 EXAMPLES = ["H2O_RPBE-D3_4G", "AlAuMgO_4G", "Carbon_chain_4G"]
 _POTS: dict = {}
 

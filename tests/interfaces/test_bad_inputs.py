@@ -25,9 +25,9 @@ import pytest
 
 from hdnnp.cli import main
 
-DATA = Path(__file__).resolve().parent / "data" / "bad_inputs"
-PROTOTYPE = Path(__file__).resolve().parent / "data" / "prototype"
-REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parents[1] / "data" / "bad_inputs"
+PROTOTYPE = Path(__file__).resolve().parents[1] / "data" / "prototype"
+REPO = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------ helpers

@@ -3,7 +3,7 @@ the schedules, blocks, the update plan, selection modes, exact resume, the P-mem
 plus n2p2's split and weight initialisation, and the robustness fixes of training (warnings
 once, atomic checkpoints, ``hdnnp norm`` errors).
 
-Data: tests/data/prototype/input.data (12 EMT Cu/Al structures), as tests/test_training.py.
+Data: tests/data/prototype/input.data (12 EMT Cu/Al structures), as tests/training/test_training.py.
 """
 
 from __future__ import annotations
@@ -293,7 +293,7 @@ def test_each_unsupported_keyword_is_one_line(kcase):
     """``hdnnp train`` prints each ignored keyword once, in one line (no UserWarning with a source line)."""
     (kcase / "input.nn").write_text((kcase / "input.nn").read_text() + "write_trainlog\nwrite_neuronstats 1\n"
                                     "foo_bar 3\n")
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
     p = subprocess.run([sys.executable, "-m", "hdnnp.cli", "train", str(kcase / "input.nn"), "-o",
                         str(kcase.parent / "run"), "--epochs", "1", "--no-progress"],
                        capture_output=True, text=True, env=env, timeout=300)

@@ -15,7 +15,7 @@ from hdnnp.model import qeq_cg
 from hdnnp.model.potential import Potential
 from hdnnp.structure import Structure
 
-DATA = Path(__file__).parent / "data" / "n2p2_4g"
+DATA = Path(__file__).resolve().parents[1] / "data" / "n2p2_4g"
 _POTS: dict = {}
 
 

@@ -14,7 +14,7 @@ from hdnnp.io.n2p2_data import read_input_data
 from hdnnp.model.potential import Potential
 from hdnnp.structure import Structure
 
-DATA = Path(__file__).parent / "data" / "n2p2_4g"
+DATA = Path(__file__).resolve().parents[1] / "data" / "n2p2_4g"
 _POTS: dict = {}
 
 

@@ -270,7 +270,7 @@ def test_shipped_alho_frames_reproduced_bit_for_bit(tmp_path):
         pytest.skip("the shipped frames were made with ASE 3.29.0 and tblite 0.8.0")
     from hdnnp.io.n2p2_data import format_structure, iter_input_data
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     example = root / "examples" / "alho"
     out = tmp_path / "seed1.data"
     # a fresh process with one OpenMP thread, as the data were made (tblite's results depend on the

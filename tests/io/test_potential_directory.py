@@ -12,10 +12,10 @@ from hdnnp.errors import ReadError
 from hdnnp.io.potential_directory import PotentialDirectory
 from hdnnp.model.potential import Potential
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 POT_2G = DATA / "n2p2" / "potentials" / "H2O_RPBE-D3"
 POT_4G = DATA / "n2p2_4g" / "potentials" / "Carbon_chain_4G"
-SRC = Path(__file__).resolve().parents[1] / "src" / "hdnnp"
+SRC = Path(__file__).resolve().parents[2] / "src" / "hdnnp"
 #: modules still spelling file names out until they switch to PotentialDirectory (training rewrite)
 PENDING: set[str] = set()
 

@@ -23,7 +23,7 @@ from hdnnp.io.n2p2_data import read_input_data, write_input_data
 from hdnnp.io.scaling_data import read_scaling_data
 from hdnnp.model.potential import Potential
 
-PROTO = Path(__file__).parent / "data" / "prototype"
+PROTO = Path(__file__).resolve().parents[1] / "data" / "prototype"
 
 INPUT_NN = """\
 number_of_elements 2

@@ -18,7 +18,7 @@ from hdnnp.io.n2p2_data import read_input_data, write_input_data
 from hdnnp.io.potential_directory import PotentialDirectory
 from hdnnp.model.potential import Potential
 
-DATA = Path(__file__).parent / "data" / "n2p2_4g"
+DATA = Path(__file__).resolve().parents[1] / "data" / "n2p2_4g"
 TRAIN = DATA / "train" / "H2O_RPBE-D3_4G"
 STRUCTURES = DATA / "dataset" / "H2O_RPBE-D3_4G" / "input.data"
 

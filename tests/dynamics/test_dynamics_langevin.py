@@ -74,7 +74,7 @@ def test_fifty_steps_bitwise_equal_to_ase_langevin(system, fix_com):
 def test_md_langevin_ase_reaches_the_target_temperature_emt(tmp_path):
     """``run_md`` with ensemble langevin-ase on 32-atom EMT copper: <T> (N_f = 3N - 3) within 5 % of
     the target (seeds 0-5 gave 495.6-512.3 K), total momentum zero, and E_tot plus the heat given to
-    the bath conserved (tests/test_dynamics_thermostats.py checks the canonical statistics on LJ)."""
+    the bath conserved (tests/dynamics/test_dynamics_thermostats.py checks the canonical statistics on LJ)."""
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
     target = 500.0
     s = MDSettings(steps=800, timestep_fs=4.0, ensemble="langevin-ase", temperature_K=target, seed=7,

@@ -9,7 +9,7 @@ from pathlib import Path
 import ase
 import pytest
 
-DATA = Path(__file__).resolve().parent / "data" / "sampling"
+DATA = Path(__file__).resolve().parents[1] / "data" / "sampling"
 
 
 def _make_data_module():

@@ -41,7 +41,7 @@ from hdnnp.testing.physics import (
     cut_down,
 )
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 @dataclass(frozen=True)
