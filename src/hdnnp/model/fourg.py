@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from hdnnp.model.electrostatics import EwaldParameters
+from hdnnp.model.evaluation import element_energies
 
 
 @dataclass
@@ -71,20 +72,17 @@ def image_pairs(pot, positions_n: torch.Tensor, cell_n: torch.Tensor | None, ewa
 def _chi_and_inputs(pot, G: torch.Tensor, species: torch.Tensor):
     """chi (n,) in the computation's units and the scaled SFs per element {e: (idx, x)}."""
     ce, _, cc = units(pot)
-    chi = torch.zeros(G.shape[0], dtype=pot.dtype, device=G.device)
     x_scaled = pot.scaled_inputs(G, species)
-    for e, (idx, x) in x_scaled.items():
-        # n2p2 treats the chi network's output as physical and normalises it (x conv_energy / conv_charge)
-        chi = chi.index_put((idx,), pot.charge_networks[e](x) * (ce / cc))
+    # the pipeline's network stage (model/evaluation.py) on the chi networks; n2p2 treats their output as
+    # physical and normalises it (x conv_energy / conv_charge)
+    chi = element_energies(pot.charge_networks, x_scaled, G.shape[0], G.new_zeros((), dtype=pot.dtype)) * (ce / cc)
     return chi, x_scaled
 
 
 def _short_atomic(pot, x_scaled, Q: torch.Tensor) -> torch.Tensor:
     """Short networks with the charge as last (unscaled) input: (n,) energies, computation units."""
-    atomic = torch.zeros(Q.shape[0], dtype=pot.dtype, device=Q.device)
-    for e, (idx, x) in x_scaled.items():
-        atomic = atomic.index_put((idx,), pot.networks[e](torch.cat([x, Q[idx, None]], dim=1)))
-    return atomic
+    inputs = {e: (idx, torch.cat([x, Q[idx, None]], dim=1)) for e, (idx, x) in x_scaled.items()}
+    return element_energies(pot.networks, inputs, Q.shape[0], Q)
 
 
 def _physical_ewald(ewald, cl):
