@@ -86,7 +86,31 @@ def wrap_positions(positions: np.ndarray, cell: np.ndarray) -> np.ndarray:
     return out
 
 
-class VelocityVerlet:
+class _Integrator:
+    """What both integrators share: the force call (timed), the start, the degrees of freedom.
+    Subclasses set force_field, thermostat, wrap, stress (None: for periodic systems) and force_time."""
+
+    stress: bool | None = None
+
+    def n_dof(self, state: MDState) -> int:
+        return degrees_of_freedom(state.n_atoms, self.thermostat.momentum_conserving)
+
+    def compute(self, state: MDState) -> ForceResult:
+        t0 = time.perf_counter()
+        stress = state.cell is not None if self.stress is None else self.stress
+        res = self.force_field.compute(state.elements, state.positions, state.cell, stress=stress)
+        self.force_time += time.perf_counter() - t0
+        return res
+
+    def initialize(self, state: MDState) -> None:
+        """Compute forces at the starting positions (if not already known, e.g. from a restart)."""
+        if state.cell is not None and self.wrap:
+            state.positions = wrap_positions(state.positions, state.cell)
+        if state.result is None:
+            state.result = self.compute(state)
+
+
+class VelocityVerlet(_Integrator):
     """Velocity Verlet with optional thermostat (half steps around it) and barostat.
 
     force_field : ``ForceField`` (e.g. ``HDNNPForceField``), in eV and Å.
@@ -109,22 +133,6 @@ class VelocityVerlet:
         #: seconds spent inside force_field.compute
         self.force_time = 0.0
 
-    def n_dof(self, state: MDState) -> int:
-        return degrees_of_freedom(state.n_atoms, self.thermostat.momentum_conserving)
-
-    def compute(self, state: MDState) -> ForceResult:
-        t0 = time.perf_counter()
-        res = self.force_field.compute(state.elements, state.positions, state.cell,
-                                       stress=state.cell is not None)
-        self.force_time += time.perf_counter() - t0
-        return res
-
-    def initialize(self, state: MDState) -> None:
-        """Compute forces at the starting positions (if not already known, e.g. from a restart)."""
-        if state.cell is not None and self.wrap:
-            state.positions = wrap_positions(state.positions, state.cell)
-        if state.result is None:
-            state.result = self.compute(state)
 
     def step(self, state: MDState) -> None:
         """Advance ``state`` by one time step."""
@@ -153,7 +161,7 @@ class VelocityVerlet:
         state.time_fs += self.timestep_fs
 
 
-class LangevinIntegrator:
+class LangevinIntegrator(_Integrator):
     """Langevin dynamics with the formulas, random draws and floating-point operation order of
     ASE's ``ase.md.langevin.Langevin(fixcm=False)`` on atoms with the ``FixCom`` constraint
     (``thermostat.fix_com``) or without constraints, so that a run gives bit-identical positions
@@ -186,22 +194,6 @@ class LangevinIntegrator:
         self.force_time = 0.0
         self._coef_masses: np.ndarray | None = None
 
-    def n_dof(self, state: MDState) -> int:
-        return degrees_of_freedom(state.n_atoms, self.thermostat.momentum_conserving)
-
-    def compute(self, state: MDState) -> ForceResult:
-        t0 = time.perf_counter()
-        stress = state.cell is not None if self.stress is None else self.stress
-        res = self.force_field.compute(state.elements, state.positions, state.cell, stress=stress)
-        self.force_time += time.perf_counter() - t0
-        return res
-
-    def initialize(self, state: MDState) -> None:
-        """Compute forces at the starting positions (if not already known, e.g. from a restart)."""
-        if state.cell is not None and self.wrap:
-            state.positions = wrap_positions(state.positions, state.cell)
-        if state.result is None:
-            state.result = self.compute(state)
 
     def _coefficients(self, masses: np.ndarray) -> tuple:
         """ASE's ``Langevin.updatevars``: c1, c2 scalars; c3, c4, c5 (n_atoms, 1); masses (n_atoms, 1)."""
