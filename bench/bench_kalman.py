@@ -1,8 +1,9 @@
 """Kalman-filter training (n2p2 ``updater_type 1``) against n2p2's own runs.
 
     python bench/bench_kalman.py h2o                       # H2O anchor: 20 epochs, curve and s/epoch vs n2p2
+    python bench/bench_kalman.py alho --epochs 16                 # the README's table (dense P, one thread)
     python bench/bench_kalman.py alho --epochs 8 --blocks element --tbs-force 4 --jacobian-mode 2
-    python bench/bench_kalman.py alho --epochs 4 --threads 2 --json out.json
+    OMP_NUM_THREADS=2 python bench/bench_kalman.py alho --epochs 2 --threads 2 --json out.json
 
 ``h2o``: ``anchors/n2p2/train/H2O_RPBE-D3_np1_epochs20_MODIFIED/input.nn`` (+ ``train/input.data``),
 unchanged (n2p2's split is reproduced: ``hdnnp_split n2p2``). Prints per epoch our train/test RMSE
@@ -10,7 +11,8 @@ next to n2p2's learning curve and the wall time per epoch / n2p2's 1-core figure
 
 ``alho``: ``examples/alho/input.nn`` copied to a temporary directory with
 ``task_batch_size_energy 1`` / ``task_batch_size_force 1`` added (as n2p2 needs) and its
-``hdnnp_optimizer`` line removed (n2p2 ignores it; with it hdnnp would not use the Kalman filter).
+``hdnnp_optimizer`` line removed (n2p2 ignores it; it asks hdnnp for L-BFGS, and without it an
+``updater_type 1`` input.nn trains with the Kalman filter, hdnnp's default as n2p2's).
 After every epoch the weights are evaluated on ``examples/alho/holdout.data`` (time excluded) and
 compared with n2p2's held-out curve; prints the time to reach n2p2's last held-out RMSE.
 
