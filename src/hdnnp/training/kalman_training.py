@@ -253,6 +253,8 @@ class KalmanTraining:
         # iteration") and as its learning curves show: v2.3.0's Training::update logs the best but takes the error
         # and Jacobian of the last one tried, yet on the H2O anchor only "best" reproduces nnp-train's curve
         # (epoch-20 force RMSE 9.0e-3 and 1.0e-2 Ha/Bohr over two runs, n2p2 1.0e-2; "last" 1.4e-2 and 1.6e-2)
+        if best is cand:  # the last one tried: its graph is still there
+            return err, y, b
         return self._evaluate(prop, best)
 
     def _stream_columns(self, prop: str, s: int, n_el: int):
