@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from test_training import INPUT_NN, PROTO, _symfunctions
+from test_training import INPUT_NN, PROTO, _symfunctions, _train
 
 from hdnnp.errors import HDNNPError, SettingsError
 from hdnnp.model.network import ElementNetwork
@@ -59,14 +59,6 @@ def kcase(tmp_path) -> Path:
     (d / "input.nn").write_text(KALMAN_NN + _symfunctions())
     shutil.copy(PROTO / "input.data", d / "input.data")
     return d
-
-
-def _train(case: Path, run: str = "run", **kw):
-    from hdnnp.training.workflow import train
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return train(case / "input.nn", run_dir=case.parent / run, progress=False, console=False, **kw)
 
 
 # ------------------------------------------------------------------ the filter itself

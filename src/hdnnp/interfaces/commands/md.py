@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hdnnp.dynamics.thermostats import ENSEMBLES
 from hdnnp.errors import Interrupted, SettingsError
+from hdnnp.interfaces.commands import add_fourg_solver_options
 from hdnnp.io.validation import check_device, check_output_dir
 
 log = logging.getLogger("hdnnp")
@@ -84,12 +85,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch and numba threads")
     p.add_argument("--total-charge", type=float, default=0.0,
                    help="4G potentials: total charge of the system in e (default 0; periodic cells must be neutral)")
-    p.add_argument("--qeq-solver", choices=("auto", "dense", "cg"), default=None,
-                   help="4G charge equilibration: dense, cg (matrix-free) or auto; default: the potential's "
-                        "hdnnp_qeq_solver, else auto")
-    p.add_argument("--ewald-parameters", choices=("n2p2", "scaled"), default=None,
-                   help="4G periodic: n2p2's Ewald width or one scaled for large cells; default: the potential's "
-                        "hdnnp_ewald_parameters, else n2p2")
+    add_fourg_solver_options(p)
     p.add_argument("--no-wrap", action="store_true", help="do not wrap positions into the cell")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plot", action="store_true", help="do not plot thermo.log")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
+from hdnnp.interfaces.commands import add_fourg_solver_options
+
 log = logging.getLogger("hdnnp")
 
 
@@ -24,12 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("--ewald-converged", action="store_true",
                    help="4G periodic structures: Ewald precision 1e6 times tighter than ewald_prec (closer to the "
                         "converged sum) instead of n2p2's parameters")
-    p.add_argument("--qeq-solver", choices=("auto", "dense", "cg"), default=None,
-                   help="4G charge equilibration: dense (n2p2's LU solve), cg (matrix-free conjugate gradients) "
-                        "or auto (dense for small structures); default: the potential's hdnnp_qeq_solver, else auto")
-    p.add_argument("--ewald-parameters", choices=("n2p2", "scaled"), default=None,
-                   help="4G periodic: n2p2's Ewald width (parity) or one scaled for large cells (O(N^1.5) with "
-                        "--qeq-solver cg); default: the potential's hdnnp_ewald_parameters, else n2p2")
+    add_fourg_solver_options(p)
     p.set_defaults(func=run)
 
 
